@@ -1,0 +1,5 @@
+"""python -m sqcodec"""
+
+from sqcodec.cli import main
+
+main()

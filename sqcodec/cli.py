@@ -1,0 +1,74 @@
+"""The ``sqcodec`` command line: thin calls into the library (train, plot, demo)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="sqcodec: neural audio codec toolkit built on stochastically quantized VAEs.",
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"sqcodec: error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML config holding every hyperparameter."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Experiment folder (default: from config)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config value, e.g. train.steps=100."),
+) -> None:
+    """Train a model from a YAML config (multi-GPU: torchrun --nproc_per_node N -m sqcodec.train ...)."""
+    from sqcodec.train import train as run_training
+
+    if not config.is_file():
+        _fail(f"{config}: config file not found")
+    exp = run_training(config, resume=resume, overrides=list(set_), out_dir=out)
+    typer.echo(f"experiment folder: {exp}")
+
+
+@app.command()
+def plot(
+    telemetry: Path = typer.Argument(..., help="telemetry.jsonl of a training run (or its folder)."),
+    png: Path | None = typer.Argument(None, help="Output PNG (default: beside the JSONL)."),
+) -> None:
+    """Plot per-layer s_l^2, mean entropy, perplexity and losses of a training run."""
+    from sqcodec.train.telemetry import plot_telemetry
+
+    if telemetry.is_dir():
+        telemetry = telemetry / "telemetry.jsonl"
+    if not telemetry.is_file():
+        _fail(f"{telemetry}: telemetry file not found")
+    png = png or telemetry.with_suffix(".png")
+    plot_telemetry(telemetry, png)
+    typer.echo(f"wrote {png}")
+
+
+@app.command()
+def demo(
+    wav: Path | None = typer.Argument(None, help="Audio file to code (default: a clip made by the demo)."),
+    out: Path = typer.Option(Path("demo"), "--out", "-o", help="Output folder."),
+    steps: int = typer.Option(300, "--steps", help="Training steps of the tiny model."),
+) -> None:
+    """Train a tiny RSQ-VAE on one clip, then encode and decode it with 1..L layers."""
+    from sqcodec.demo import run_demo
+
+    if wav is not None and not wav.is_file():
+        _fail(f"{wav}: file not found")
+    run_demo(wav, out, steps=steps)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="sqcodec")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
