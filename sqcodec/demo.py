@@ -29,11 +29,13 @@ def run_demo(wav: Path | None, out: Path, steps: int = 300, seed: int = 0) -> di
     out.mkdir(parents=True, exist_ok=True)
     clip = out / "input.wav"
     if wav is None:
-        write_audio(clip, make_clip(preset.sample_rate, seed), preset.sample_rate)
+        wave = make_clip(preset.sample_rate, seed)
+        write_audio(clip, wave, preset.sample_rate)
         print(f"no input given: made a {clip} clip")
     else:
         wave, _ = load_mono(wav, preset.sample_rate)
         write_audio(clip, wave, preset.sample_rate)
+    n_samples = len(wave)
     exp = train(
         CONFIG,
         overrides=[
@@ -47,20 +49,22 @@ def run_demo(wav: Path | None, out: Path, steps: int = 300, seed: int = 0) -> di
         out_dir=out / "exp",
     )
     model, _ = load_model(find_latest(exp))
-    torch.set_grad_enabled(False)
     x = torch.from_numpy(wave_to_features(clip, preset)).float()[None]
-    codes = model.encode(x)
+    with torch.no_grad():
+        codes = model.encode(x)
+        decoded = [model.decode(codes[:, :n], length=x.shape[-1]) for n in range(1, codes.shape[1] + 1)]
     latent_rate = preset.frame_rate / 2  # the codec nets halve the frame rate
     rows = []
-    for layers in range(1, model.quantizer.num_layers + 1):
-        y = model.decode(codes[:, :layers], length=x.shape[-1])
+    for layers, y in enumerate(decoded, start=1):
         rmse = float(torch.sqrt(((y - x) ** 2).mean()))
         kbps = latent_rate * model.quantizer.bits_per_position(layers) / 1000
-        audio = griffin_lim(y[0], preset.name)
+        audio = griffin_lim(y[0], preset.name, length=n_samples)
         write_audio(out / f"decoded_{layers}layers.wav", audio, preset.sample_rate)
         rows.append({"layers": layers, "kbps": round(kbps, 3), "logmel_rmse": round(rmse, 4)})
     np.save(out / "codes.npy", codes.numpy().astype(np.int16))
-    write_audio(out / "input_griffinlim.wav", griffin_lim(x[0], preset.name), preset.sample_rate)
+    write_audio(
+        out / "input_griffinlim.wav", griffin_lim(x[0], preset.name, length=n_samples), preset.sample_rate
+    )
     summary = {"input": str(clip), "codes_shape": list(codes.shape), "layers": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"codes: {tuple(codes.shape)} (batch, layers, latent frames) -> {out / 'codes.npy'}")

@@ -15,8 +15,11 @@ from torch import Tensor
 from sqcodec.audio.features import get_preset, mel_filterbank, to_linear
 
 
-def griffin_lim(features: Tensor | np.ndarray, preset: str = "codec16k", n_iter: int = 64) -> np.ndarray:
-    """``(n_mels, frames)`` features of ``preset`` -> float32 waveform at the preset's rate."""
+def griffin_lim(
+    features: Tensor | np.ndarray, preset: str = "codec16k", n_iter: int = 64, length: int | None = None
+) -> np.ndarray:
+    """``(n_mels, frames)`` features of ``preset`` -> float32 waveform at the preset's rate
+    (``length`` samples if given, else ``(frames - 1) * hop``)."""
     import torchaudio
 
     p = get_preset(preset)
@@ -28,8 +31,9 @@ def griffin_lim(features: Tensor | np.ndarray, preset: str = "codec16k", n_iter:
     fb = torch.from_numpy(
         mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.fmin, p.fmax, scale=p.mel_scale, norm=p.mel_norm)
     ).float()
-    # least squares through the filterbank, clamped to non-negative magnitudes
-    spec = torch.linalg.lstsq(fb, mel).solution.clamp_min(0.0)
+    # minimum-norm least squares through the (wide) filterbank, clamped to non-negative magnitudes
+    # (torch.linalg.lstsq's default CPU driver is not meant for under-determined systems: use pinv)
+    spec = (torch.linalg.pinv(fb.double()) @ mel.double()).clamp_min(0.0).float()
     gl = torchaudio.transforms.GriffinLim(
         n_fft=p.n_fft,
         win_length=p.win_length,
@@ -37,8 +41,11 @@ def griffin_lim(features: Tensor | np.ndarray, preset: str = "codec16k", n_iter:
         power=1.0,
         n_iter=n_iter,
         rand_init=False,
+        length=None,
     )
-    wave = gl(spec)
+    wave = gl(spec) if length is None else gl(spec)[..., :length]
+    if length is not None and wave.shape[-1] < length:
+        wave = torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
     if p.preemphasis:
         from scipy.signal import lfilter
 
