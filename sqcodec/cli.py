@@ -1,4 +1,4 @@
-"""The ``sqcodec`` command line: thin calls into the library (train, plot, demo)."""
+"""The ``sqcodec`` command line: thin calls into the library (train, plot, demo, score)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,16 @@ def demo(
     if wav is not None and not wav.is_file():
         _fail(f"{wav}: file not found")
     run_demo(wav, out, steps=steps)
+
+
+def _register_subcommands() -> None:
+    """Commands defined next to the library code they call (each module has ``register(app)``)."""
+    from sqcodec import cli_eval
+
+    cli_eval.register(app)
+
+
+_register_subcommands()
 
 
 def main() -> None:  # pragma: no cover - console entry point
