@@ -1,4 +1,4 @@
-"""The ``sqcodec`` command line: thin calls into the library (train, plot, demo, score)."""
+"""The ``sqcodec`` command line: thin calls into the library (encode, decode, info, score, train, ...)."""
 
 from __future__ import annotations
 
@@ -37,14 +37,14 @@ def train(
 
 @app.command()
 def plot(
-    telemetry: Path = typer.Argument(..., help="telemetry.jsonl of a training run (or its folder)."),
+    telemetry: Path = typer.Argument(..., help="train.jsonl of a training run (or its experiment folder)."),
     png: Path | None = typer.Argument(None, help="Output PNG (default: beside the JSONL)."),
 ) -> None:
     """Plot per-layer s_l^2, mean entropy, perplexity and losses of a training run."""
     from sqcodec.train.telemetry import plot_telemetry
 
     if telemetry.is_dir():
-        telemetry = telemetry / "telemetry.jsonl"
+        telemetry = telemetry / "train.jsonl"
     if not telemetry.is_file():
         _fail(f"{telemetry}: telemetry file not found")
     png = png or telemetry.with_suffix(".png")
@@ -68,8 +68,9 @@ def demo(
 
 def _register_subcommands() -> None:
     """Commands defined next to the library code they call (each module has ``register(app)``)."""
-    from sqcodec import cli_eval
+    from sqcodec import cli_codec, cli_eval
 
+    cli_codec.register(app)
     cli_eval.register(app)
 
 

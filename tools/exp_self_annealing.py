@@ -131,7 +131,7 @@ def evaluate(exp: Path, valid_list: Path) -> dict:
 
 def read_telemetry(exp: Path) -> tuple[list[dict], list[dict]]:
     train, valid = [], []
-    for line in (exp / "telemetry.jsonl").read_text().splitlines():
+    for line in (exp / "train.jsonl").read_text().splitlines():
         rec = json.loads(line)
         (valid if rec.get("split") == "valid" else train).append(rec)
     return train, valid

@@ -1,0 +1,315 @@
+"""Codec commands of the ``sqcodec`` CLI: ``encode``, ``decode``, ``info``.
+
+The lead's :mod:`sqcodec.cli` calls :func:`register` to add them to its Typer app. Every failure prints
+one line ``sqcodec: error: <file>: <problem>`` on stderr and exits with code 1; outputs are written to a
+temporary file and renamed, so a failed file leaves nothing behind. Existing outputs are refused
+unless ``--force``. A directory input encodes (decodes) every audio (``.codes``) file in it into a
+mirrored tree under OUT (``--recursive`` descends into sub-folders), with a progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import typer
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
+CODES_SUFFIX = ".codes"
+
+LAYERS_HELP = "Code layers to keep (1..L; default: all). Fewer layers = lower bitrate."
+MODEL_HELP = "Trained model: a training checkpoint (.pt) or a folder with model.safetensors + config.json."
+
+
+class _Failed(Exception):
+    """A per-file failure already formatted as one line."""
+
+
+def _err(message: str) -> None:
+    typer.echo(f"sqcodec: error: {' '.join(str(message).split())}", err=True)
+
+
+def _fail(message: str) -> None:
+    _err(message)
+    raise typer.Exit(code=1)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from sqcodec.audio import AudioError
+    from sqcodec.bitstream import CodesFormatError
+    from sqcodec.codec import CodecError
+    from sqcodec.train.checkpoint import CheckpointError
+
+    return (AudioError, CodesFormatError, CodecError, CheckpointError, OSError)
+
+
+def _message(err: BaseException, *paths: Path) -> str:
+    """One line naming the file: the error's own message when it starts with one of ``paths``, else
+    prefixed with the first of them."""
+    msg = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and getattr(err, "filename", None):
+        return f"{err.filename}: {err.strerror or msg}"
+    if paths and not any(msg.startswith(str(p)) for p in paths):
+        return f"{paths[0]}: {msg}"
+    return msg
+
+
+def _load(model: Path | None, device: str) -> Any:
+    from sqcodec.codec import load_codec
+
+    try:
+        return load_codec(model, device=device)
+    except _errors() as err:
+        _fail(_message(err))
+
+
+def _pairs(src: Path, dst: Path, suffixes: tuple[str, ...], out_suffix: str, recursive: bool):
+    """(input, output) pairs: one file, or the matching files of a folder mirrored under ``dst``."""
+    if src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            _fail(f"{dst}: output must be a folder when the input {src} is a folder")
+        walk = src.rglob("*") if recursive else src.iterdir()
+        files = sorted(p for p in walk if p.is_file() and p.suffix.lower() in suffixes)
+        if not files:
+            _fail(f"{src}: no input files ({', '.join(suffixes)}){'' if recursive else ' (try --recursive)'}")
+        return [(p, (dst / p.relative_to(src)).with_suffix(out_suffix)) for p in files], True
+    if not src.exists():
+        _fail(f"{src}: no such file or folder")
+    if dst.is_dir():
+        dst = dst / (src.stem + out_suffix)
+    return [(src, dst)], False
+
+
+def _run(
+    pairs: list[tuple[Path, Path]],
+    work: Callable[[Path, Path], str],
+    force: bool,
+    jobs: int,
+    progress: bool,
+    verb: str,
+) -> int:
+    """Run ``work`` on every pair (refusing existing outputs without ``force``); returns failures."""
+    errors = _errors()
+
+    def one(pair: tuple[Path, Path]) -> str | None:
+        src, dst = pair
+        try:
+            if dst.exists() and not force:
+                raise _Failed(f"{dst}: output exists (use --force to overwrite)")
+            if src.resolve() == dst.resolve():
+                raise _Failed(f"{dst}: output would overwrite the input")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            typer.echo(work(src, dst))
+            return None
+        except _Failed as err:
+            return str(err)
+        except errors as err:
+            return _message(err, src, dst)
+        except (ValueError, RuntimeError) as err:  # anything else the model or libraries raise
+            return _message(err, src, dst)
+
+    failures = 0
+    if jobs < 1:
+        _fail(f"--jobs must be >= 1, got {jobs}")
+
+    def report(result: str | None) -> None:
+        nonlocal failures
+        if result is not None:
+            failures += 1
+            _err(result)
+
+    if not progress:
+        for pair in pairs:
+            report(one(pair))
+        return failures
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(f"{verb}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar, ThreadPoolExecutor(max_workers=jobs) as pool:
+        task = bar.add_task(verb, total=len(pairs))
+        for result in pool.map(one, pairs):
+            report(result)
+            bar.advance(task)
+    return failures
+
+
+def _finish(failures: int, total: int) -> None:
+    if failures:
+        if total > 1:
+            _err(f"{failures} of {total} files failed")
+        raise typer.Exit(code=1)
+
+
+def _kbps(bps: float) -> str:
+    return f"{bps / 1000:.3f} kbps"
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def encode(
+    input: Path = typer.Argument(..., help="Audio file, or a folder of audio files."),
+    output: Path = typer.Argument(..., help="Output .codes file, or a folder (mirrors the input tree)."),
+    layers: int | None = typer.Option(None, "--layers", "-l", help=LAYERS_HELP),
+    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Files coded in parallel (threads)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
+    chunk_seconds: float = typer.Option(
+        30.0, "--chunk-seconds", help="Inference chunk (codes do not depend on it)."
+    ),
+) -> None:
+    """Encode audio (any rate, any channel count) into .codes files; prints the bitrate."""
+    from sqcodec.bitstream import file_bits_per_second
+
+    pairs, is_dir = _pairs(input, output, AUDIO_SUFFIXES, CODES_SUFFIX, recursive)
+    codec = _load(model, device)
+    try:
+        keep = codec._layers(layers)
+    except ValueError as err:
+        _fail(f"--layers: {err}")
+    try:
+        codec._chunk_latents(chunk_seconds)
+    except ValueError as err:
+        _fail(f"--chunk-seconds: {err}")
+    typer.echo(
+        f"model {codec.model_id} ({codec.preset.name}): {keep} of {codec.num_layers} layers, "
+        f"{_kbps(codec.bits_per_second(keep))} nominal"
+    )
+
+    def work(src: Path, dst: Path) -> str:
+        codec.encode_file(src, dst, layers=keep, chunk_seconds=chunk_seconds)
+        return f"{src} -> {dst} ({_kbps(file_bits_per_second(dst))} actual)"
+
+    _finish(_run(pairs, work, force, jobs, is_dir, "encoding"), len(pairs))
+
+
+def decode(
+    input: Path = typer.Argument(..., help=".codes file, or a folder of them."),
+    output: Path = typer.Argument(
+        ..., help="Output audio file (.wav, .flac, ...) or folder (mirrored, .wav)."
+    ),
+    layers: int | None = typer.Option(None, "--layers", "-l", help="Decode only the first N stored layers."),
+    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    vocoder: str = typer.Option("auto", "--vocoder", help="griffinlim or auto (the model's vocoder if any)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Files decoded in parallel (threads)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
+) -> None:
+    """Decode .codes files to audio at the original rate, channel count and length."""
+    from sqcodec.bitstream import read_header
+
+    if vocoder not in ("auto", "griffinlim"):
+        _fail(f"--vocoder must be griffinlim or auto, got {vocoder!r}")
+    pairs, is_dir = _pairs(input, output, (CODES_SUFFIX,), ".wav", recursive)
+    codec = _load(model, device)
+    if vocoder == "griffinlim":
+        codec.vocoder = None
+    voc = "Griffin-Lim" if codec.vocoder is None else "model vocoder"
+
+    if layers is not None:
+        try:
+            codec._layers(layers)
+        except ValueError as err:
+            _fail(f"--layers: {err}")
+
+    def work(src: Path, dst: Path) -> str:
+        h = read_header(src)
+        n = h["layers"] if layers is None else layers
+        if n > h["layers"]:
+            raise _Failed(f"{src}: holds {h['layers']} layers; cannot decode {n}")
+        codec.decode_file(src, dst, layers=layers)
+        bps = h["latent_rate"] * sum((k - 1).bit_length() for k in h["codebook_sizes"][:n])
+        return f"{src} -> {dst} ({n} layers, {_kbps(bps)}, {voc})"
+
+    _finish(_run(pairs, work, force, jobs, is_dir, "decoding"), len(pairs))
+
+
+def info(
+    file: Path = typer.Argument(..., help="A .codes file."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Describe a .codes file (model, preset, duration, layers, bitrates); checks every CRC."""
+    data = codes_info(file)
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+        return
+    rows = [
+        ("file", data["file"]),
+        ("model", f"{data['model_id']} (sha256 {data['model_sha256'][:16]}...)"),
+        ("preset", f"{data['preset']} ({data['sample_rate']} Hz, hop {data['hop']})"),
+        (
+            "original",
+            f"{data['orig_sample_rate']} Hz, {data['orig_channels']} ch, {data['orig_length']} samples "
+            f"({data['orig_duration']:.3f} s)",
+        ),
+        (
+            "duration",
+            f"{data['duration']:.3f} s ({data['num_latents']} latents at {data['latent_rate']:g}/s)",
+        ),
+        ("layers", f"{data['layers']}"),
+        ("codebook sizes", " ".join(map(str, data["codebook_sizes"]))),
+        ("nominal bitrate", _kbps(data["nominal_bps"])),
+        ("actual bitrate", _kbps(data["actual_bps"]) if data["actual_bps"] is not None else "n/a"),
+        ("file size", f"{data['file_bytes']} bytes"),
+        ("entropy coded", "yes" if data["entropy_coded"] else "no"),
+        ("per layer", ", ".join(f"{i + 1}: {_kbps(b)}" for i, b in enumerate(data["nominal_bps_by_layers"]))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+def codes_info(file: Path) -> dict[str, Any]:
+    """The facts ``sqcodec info`` prints (reads the whole file, so a corrupt one fails)."""
+    from sqcodec.bitstream import read_codes, read_header
+
+    try:
+        h = read_header(file)
+        cf = read_codes(file)
+    except _errors() as err:
+        _fail(_message(err, file))
+    size = os.path.getsize(file)
+    duration = cf.duration
+    cum = []
+    for n in range(1, cf.layers + 1):
+        cum.append(cf.bits_per_second(n))
+    return {
+        "file": str(file),
+        "format_version": h["version"],
+        "model_id": cf.model_id,
+        "model_sha256": cf.model_sha256,
+        "preset": cf.preset,
+        "sample_rate": cf.sample_rate,
+        "hop": cf.hop,
+        "latent_rate": cf.latent_rate,
+        "num_latents": cf.num_latents,
+        "duration": duration,
+        "orig_sample_rate": cf.orig_sample_rate,
+        "orig_channels": cf.orig_channels,
+        "orig_length": cf.orig_length,
+        "orig_duration": cf.orig_length / cf.orig_sample_rate,
+        "gain": cf.gain,
+        "layers": cf.layers,
+        "codebook_sizes": list(cf.codebook_sizes),
+        "chunk_latents": cf.chunk_latents,
+        "entropy_coded": h["entropy"] is not None,
+        "nominal_bps": cf.bits_per_second(),
+        "nominal_bps_by_layers": cum,
+        "actual_bps": size * 8 / duration if duration > 0 else None,
+        "file_bytes": size,
+        "meta": cf.meta,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``encode``, ``decode`` and ``info`` to ``app``."""
+    app.command("encode")(encode)
+    app.command("decode")(decode)
+    app.command("info")(info)
