@@ -396,7 +396,8 @@ class Codec:
             )
         except AudioError as err:
             if err.path == "<stream>":
-                raise AudioError(in_path, f"{err.problem} after resampling") from None
+                resampled = " after resampling" if info.sample_rate != self.sample_rate else ""
+                raise AudioError(in_path, f"{err.problem}{resampled}") from None
             raise
         notes = [f"downmixed {info.channels} channels to mono"] if info.channels > 1 else []
         if info.sample_rate != self.sample_rate:
@@ -503,9 +504,13 @@ def read_mono_blocks(
             except (sf.SoundFileError, RuntimeError) as exc:
                 raise _open_error(path, exc) from None
             last = len(data) < block or done + len(data) >= info.num_samples
-            if not np.isfinite(data).all():
-                bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-                raise AudioError(path, f"NaN/inf sample values ({bad} near {done / sr:.2f} s)")
+            finite = np.isfinite(data)
+            if not finite.all():
+                bad = int(data.size - np.count_nonzero(finite))
+                first = done + int(np.argmin(finite.all(axis=1)))  # the first frame holding one
+                raise AudioError(
+                    path, f"NaN/inf sample values ({bad} in this block, first at {first / sr:.2f} s)"
+                )
             mono = data.mean(axis=1, dtype=np.float64) if data.shape[1] > 1 else data[:, 0]
             done += len(data)
             if stream is None:

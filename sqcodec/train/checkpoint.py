@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import tempfile
@@ -148,8 +149,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError as e:
         raise CheckpointError(f"{path}: no such checkpoint") from e
-    except Exception as e:  # truncated / corrupt / not a weights-only file
-        raise CheckpointError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from e
+    except pickle.UnpicklingError as e:  # torch's weights-only unpickler refused an object
+        raise CheckpointError(
+            f"{path}: refused: the file holds Python objects beyond tensors and plain data "
+            "(only weights-only checkpoints are loaded)"
+        ) from e
+    except Exception as e:  # truncated / corrupt / not a torch file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"{path}: cannot load checkpoint ({type(e).__name__}: {first[:200]})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an sqcodec training checkpoint")
     if int(ckpt.get("version", 0)) > VERSION:
