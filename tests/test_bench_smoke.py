@@ -1,0 +1,82 @@
+"""Smoke test of tools/bench_quantizer.py: it runs its tiny setting and writes a well-formed record.
+
+No timing assertions: only that the JSON has the expected structure and positive, finite numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "tools" / "bench_quantizer.py"
+HAVE_PEER = importlib.util.find_spec("vector_quantize_pytorch") is not None
+
+
+def _load_module():
+    spec = importlib.util.spec_from_file_location("bench_quantizer", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parse_args_smoke_overrides_sizes():
+    bench = _load_module()
+    args = bench.parse_args(["--smoke", "--codebook-size", "64,512", "--quantizers", "rsq,peer"])
+    assert args.codebook_size == [8] and args.layers == [2] and args.batch_vectors == 256
+    assert args.repeats == 2 and args.quantizers == ["rsq", "peer"]
+    args = bench.parse_args(["--codebook-size", "8,64", "--layers", "4"])
+    assert args.codebook_size == [8, 64] and args.layers == [4] and args.dim == 64
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--quantizers", "nope"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--codebook-size", "8,x"])
+
+
+def test_smoke_run_writes_valid_json_and_markdown(tmp_path):
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--threads", "1", "--json", str(out_json)]
+    cmd += ["--markdown", str(out_md)]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    record = json.loads(out_json.read_text())
+    for key in ("benchmark", "date", "machine", "git", "packages", "args", "results", "ratios", "command"):
+        assert key in record, key
+    for key in ("platform", "cpu_count", "torch", "device", "device_name", "torch_threads"):
+        assert key in record["machine"], key
+    assert record["machine"]["device"] == "cpu" and record["machine"]["torch_threads"] == 1
+    assert "commit" in record["git"]
+    assert record["packages"]["torch"]
+    assert record["args"]["smoke"] is True and record["args"]["batch_vectors"] == 256
+
+    expected = {"rsq", "rvq"} | ({"peer"} if HAVE_PEER else set())
+    assert {r["quantizer"] for r in record["results"]} == expected
+    for r in record["results"]:
+        assert (r["codebook_size"], r["layers"], r["dim"]) == (8, 2, 64)
+        assert len(r["repeat_seconds"]) == 2
+        for key in ("vectors_per_second", "median_seconds", "min_seconds", "median_step_ms"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, (key, r[key])
+        assert all(t > 0 for t in r["repeat_seconds"])
+
+    assert len(record["ratios"]) == 1
+    if HAVE_PEER:
+        for key in ("rsq_over_peer", "rvq_over_peer", "rsq_over_peer_best", "rvq_over_peer_best"):
+            value = record["ratios"][0][key]
+            assert math.isfinite(value) and value > 0
+
+    table = out_md.read_text()
+    assert table.startswith("| K | L |") and "\n| 8 | 2 |" in table
+
+    # --render rebuilds the same table from the stored JSON (no benchmarking)
+    rerendered = tmp_path / "again.md"
+    _load_module().main(["--render", str(out_json), "--markdown", str(rerendered)])
+    assert rerendered.read_text() == table
