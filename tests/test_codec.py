@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tiny_models import TINY_CODEC
 
 import sqcodec.codec as codec_mod
 from sqcodec.audio import load_mono, mel_features, resample
@@ -16,23 +17,7 @@ from sqcodec.codec import Codec, CodecError, load_codec, model_hash, read_mono_b
 from sqcodec.model import build_model
 from sqcodec.train.checkpoint import save_checkpoint
 
-TINY = {
-    "encoder": {
-        "type": "codec",
-        "channels": 16,
-        "in_kernel": 5,
-        "frame_dilations": [1],
-        "latent_dilations": [1, 3],
-    },
-    "decoder": {
-        "type": "codec",
-        "channels": 16,
-        "out_kernel": 5,
-        "frame_dilations": [1],
-        "latent_dilations": [1, 3],
-    },
-    "quantizer": {"type": "residual_sq", "dim": 8, "codebook_size": 16, "num_layers": 3},
-}
+TINY = TINY_CODEC
 LIBRI = "speech/librispeech/test-other/2033/2033-164914-0000.flac"
 STEREO_44K = "env/urbansound8k/air_conditioner/100852-0-0-0.flac"
 

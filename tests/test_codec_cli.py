@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 import typer
+from tiny_models import TINY_CODEC
 from typer.testing import CliRunner
 
 from sqcodec.bitstream import read_header
@@ -17,23 +18,7 @@ from sqcodec.cli_codec import register
 from sqcodec.codec import Codec, save_codec
 from sqcodec.model import build_model
 
-TINY = {
-    "encoder": {
-        "type": "codec",
-        "channels": 16,
-        "in_kernel": 5,
-        "frame_dilations": [1],
-        "latent_dilations": [1, 3],
-    },
-    "decoder": {
-        "type": "codec",
-        "channels": 16,
-        "out_kernel": 5,
-        "frame_dilations": [1],
-        "latent_dilations": [1, 3],
-    },
-    "quantizer": {"type": "residual_sq", "dim": 8, "codebook_size": 16, "num_layers": 3},
-}
+TINY = TINY_CODEC
 LIBRI = "speech/librispeech/test-other/2033/2033-164914-0000.flac"
 STEREO_44K = "env/urbansound8k/car_horn/100648-1-0-0.flac"
 
