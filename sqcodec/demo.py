@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,8 @@ def run_demo(wav: Path | None, out: Path, steps: int = 300, seed: int = 0) -> di
         wave, _ = load_mono(wav, preset.sample_rate)
         write_audio(clip, wave, preset.sample_rate)
     n_samples = len(wave)
+    # the demo's training folder is its own scratch space: each run trains afresh
+    shutil.rmtree(out / "exp", ignore_errors=True)
     exp = train(
         CONFIG,
         overrides=[

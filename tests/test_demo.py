@@ -27,3 +27,9 @@ def test_demo_codes_and_decodes_its_own_clip(tmp_path: Path) -> None:
     ref, _ = sf.read(tmp_path / "input_griffinlim.wav")
     assert len(ref) == len(clip) and np.abs(ref).max() > 0.1
     assert json.loads((tmp_path / "summary.json").read_text())["codes_shape"] == list(codes.shape)
+
+
+def test_demo_runs_again_into_the_same_folder(tmp_path: Path) -> None:
+    run_demo(None, tmp_path, steps=5)
+    again = run_demo(None, tmp_path, steps=5)
+    assert [r["layers"] for r in again["layers"]] == [1, 2, 3, 4]
