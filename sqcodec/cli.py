@@ -19,6 +19,16 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that describe bad input (a config, data or checkpoint), reported in one line."""
+    from sqcodec.audio import AudioError
+    from sqcodec.train.checkpoint import CheckpointError
+    from sqcodec.train.config import ConfigError
+    from sqcodec.train.data import DataError
+
+    return (AudioError, CheckpointError, ConfigError, DataError)
+
+
 @app.command()
 def train(
     config: Path = typer.Option(..., "--config", "-c", help="YAML config holding every hyperparameter."),
@@ -31,7 +41,10 @@ def train(
 
     if not config.is_file():
         _fail(f"{config}: config file not found")
-    exp = run_training(config, resume=resume, overrides=list(set_), out_dir=out)
+    try:
+        exp = run_training(config, resume=resume, overrides=list(set_), out_dir=out)
+    except _user_errors() as e:
+        _fail(str(e).splitlines()[0])
     typer.echo(f"experiment folder: {exp}")
 
 
@@ -63,7 +76,10 @@ def demo(
 
     if wav is not None and not wav.is_file():
         _fail(f"{wav}: file not found")
-    run_demo(wav, out, steps=steps)
+    try:
+        run_demo(wav, out, steps=steps)
+    except _user_errors() as e:
+        _fail(str(e).splitlines()[0])
 
 
 def _register_subcommands() -> None:
