@@ -241,7 +241,7 @@ def test_arelbo_ddp_gradient_equals_single_process_gradient():
         mp.start_processes(
             _ddp_worker, args=(2, os.path.join(tmp, "init"), tmp, splits), nprocs=2, start_method=method
         )
-        ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=False) for r in range(2)]
+        ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(2)]
     x, target, mask = _ddp_batch()
     for name, _ in splits:
         for use_mask in (False, True):
