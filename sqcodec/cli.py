@@ -7,16 +7,13 @@ from pathlib import Path
 
 import typer
 
+from sqcodec.cli_common import fail
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="sqcodec: neural audio codec toolkit built on stochastically quantized VAEs.",
 )
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"sqcodec: error: {message}", err=True)
-    raise typer.Exit(code=1)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -40,11 +37,11 @@ def train(
     from sqcodec.train import train as run_training
 
     if not config.is_file():
-        _fail(f"{config}: config file not found")
+        fail(f"{config}: config file not found")
     try:
         exp = run_training(config, resume=resume, overrides=list(set_), out_dir=out)
     except _user_errors() as e:
-        _fail(str(e).splitlines()[0])
+        fail(e)
     typer.echo(f"experiment folder: {exp}")
 
 
@@ -59,7 +56,7 @@ def plot(
     if telemetry.is_dir():
         telemetry = telemetry / "train.jsonl"
     if not telemetry.is_file():
-        _fail(f"{telemetry}: telemetry file not found")
+        fail(f"{telemetry}: telemetry file not found")
     png = png or telemetry.with_suffix(".png")
     plot_telemetry(telemetry, png)
     typer.echo(f"wrote {png}")
@@ -75,11 +72,11 @@ def demo(
     from sqcodec.demo import run_demo
 
     if wav is not None and not wav.is_file():
-        _fail(f"{wav}: file not found")
+        fail(f"{wav}: file not found")
     try:
         run_demo(wav, out, steps=steps)
     except _user_errors() as e:
-        _fail(str(e).splitlines()[0])
+        fail(e)
 
 
 def _register_subcommands() -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import typer
 
+from sqcodec.cli_common import error_line, fail
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
 CODES_SUFFIX = ".codes"
 
@@ -27,15 +29,6 @@ MODEL_HELP = "Trained model: a training checkpoint (.pt) or a folder with model.
 
 class _Failed(Exception):
     """A per-file failure already formatted as one line."""
-
-
-def _err(message: str) -> None:
-    typer.echo(f"sqcodec: error: {' '.join(str(message).split())}", err=True)
-
-
-def _fail(message: str) -> None:
-    _err(message)
-    raise typer.Exit(code=1)
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -64,21 +57,21 @@ def _load(model: Path | None, device: str) -> Any:
     try:
         return load_codec(model, device=device)
     except _errors() as err:
-        _fail(_message(err))
+        fail(_message(err))
 
 
 def _pairs(src: Path, dst: Path, suffixes: tuple[str, ...], out_suffix: str, recursive: bool):
     """(input, output) pairs: one file, or the matching files of a folder mirrored under ``dst``."""
     if src.is_dir():
         if dst.exists() and not dst.is_dir():
-            _fail(f"{dst}: output must be a folder when the input {src} is a folder")
+            fail(f"{dst}: output must be a folder when the input {src} is a folder")
         walk = src.rglob("*") if recursive else src.iterdir()
         files = sorted(p for p in walk if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
-            _fail(f"{src}: no input files ({', '.join(suffixes)}){'' if recursive else ' (try --recursive)'}")
+            fail(f"{src}: no input files ({', '.join(suffixes)}){'' if recursive else ' (try --recursive)'}")
         return [(p, (dst / p.relative_to(src)).with_suffix(out_suffix)) for p in files], True
     if not src.exists():
-        _fail(f"{src}: no such file or folder")
+        fail(f"{src}: no such file or folder")
     if dst.is_dir():
         dst = dst / (src.stem + out_suffix)
     return [(src, dst)], False
@@ -114,13 +107,13 @@ def _run(
 
     failures = 0
     if jobs < 1:
-        _fail(f"--jobs must be >= 1, got {jobs}")
+        fail(f"--jobs must be >= 1, got {jobs}")
 
     def report(result: str | None) -> None:
         nonlocal failures
         if result is not None:
             failures += 1
-            _err(result)
+            error_line(result)
 
     if not progress:
         for pair in pairs:
@@ -140,7 +133,7 @@ def _run(
 def _finish(failures: int, total: int) -> None:
     if failures:
         if total > 1:
-            _err(f"{failures} of {total} files failed")
+            error_line(f"{failures} of {total} files failed")
         raise typer.Exit(code=1)
 
 
@@ -172,11 +165,11 @@ def encode(
     try:
         keep = codec._layers(layers)
     except ValueError as err:
-        _fail(f"--layers: {err}")
+        fail(f"--layers: {err}")
     try:
         codec._chunk_latents(chunk_seconds)
     except ValueError as err:
-        _fail(f"--chunk-seconds: {err}")
+        fail(f"--chunk-seconds: {err}")
     typer.echo(
         f"model {codec.model_id} ({codec.preset.name}): {keep} of {codec.num_layers} layers, "
         f"{_kbps(codec.bits_per_second(keep))} nominal"
@@ -206,7 +199,7 @@ def decode(
     from sqcodec.bitstream import read_header
 
     if vocoder not in ("auto", "griffinlim"):
-        _fail(f"--vocoder must be griffinlim or auto, got {vocoder!r}")
+        fail(f"--vocoder must be griffinlim or auto, got {vocoder!r}")
     pairs, is_dir = _pairs(input, output, (CODES_SUFFIX,), ".wav", recursive)
     codec = _load(model, device)
     if vocoder == "griffinlim":
@@ -217,7 +210,7 @@ def decode(
         try:
             codec._layers(layers)
         except ValueError as err:
-            _fail(f"--layers: {err}")
+            fail(f"--layers: {err}")
 
     def work(src: Path, dst: Path) -> str:
         h = read_header(src)
@@ -274,7 +267,7 @@ def codes_info(file: Path) -> dict[str, Any]:
         h = read_header(file)
         cf = read_codes(file)
     except _errors() as err:
-        _fail(_message(err, file))
+        fail(_message(err, file))
     size = os.path.getsize(file)
     duration = cf.duration
     cum = []

@@ -9,22 +9,19 @@ from pathlib import Path
 
 import typer
 
+from sqcodec.cli_common import fail
+
 __all__ = ["register", "score"]
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"sqcodec: error: {message}", err=True)
-    raise typer.Exit(code=1)
 
 
 def _codes_paths(codes: Path) -> list[Path]:
     if codes.is_dir():
         paths = sorted(p for p in codes.rglob("*.codes") if p.is_file())
         if not paths:
-            _fail(f"{codes}: no .codes files in this folder")
+            fail(f"{codes}: no .codes files in this folder")
         return paths
     if not codes.is_file():
-        _fail(f"{codes}: no such file or folder")
+        fail(f"{codes}: no such file or folder")
     return [codes]
 
 
@@ -58,17 +55,17 @@ def score(
     from sqcodec.eval import score as S
 
     if preset not in PRESETS:
-        _fail(f"{preset}: unknown mel preset (known: {', '.join(PRESETS)})")
+        fail(f"{preset}: unknown mel preset (known: {', '.join(PRESETS)})")
     try:
         feature_stats = load_stats(stats) if stats is not None else None
         names = S.parse_metrics(metrics, have_stats=feature_stats is not None)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for p in (ref, deg):
         if not p.exists():
-            _fail(f"{p}: no such file or folder")
+            fail(f"{p}: no such file or folder")
     if ref.is_dir() != deg.is_dir():
-        _fail(f"{deg}: REF and DEG must both be files or both be folders")
+        fail(f"{deg}: REF and DEG must both be files or both be folders")
     kwargs = {"stats": feature_stats, "trim_edges": trim_edges, "mcd_dtw": mcd_dtw}
     try:
         if ref.is_dir():
@@ -78,9 +75,9 @@ def score(
         if codes is not None:
             result["codes"] = S.codes_report(_codes_paths(codes))
     except (AudioError, CodesFormatError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ValueError as exc:
-        _fail(f"{deg}: {exc}")
+        fail(f"{deg}: {exc}")
     for p in result["unmatched_ref"]:
         typer.echo(f"sqcodec: warning: {p}: no decoded file of the same name", err=True)
     for p in result["unmatched_deg"]:
@@ -95,9 +92,9 @@ def score(
         if markdown_out is not None:
             S.write_markdown(result, markdown_out)
     except AudioError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
-        _fail(f"{exc.filename or json_out}: cannot write ({exc.strerror or exc})")
+        fail(f"{exc.filename or json_out}: cannot write ({exc.strerror or exc})")
 
 
 def register(app: typer.Typer) -> None:

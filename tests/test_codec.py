@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from tiny_models import TINY_CODEC
+from helpers import TINY_CODEC
 
 import sqcodec.codec as codec_mod
 from sqcodec.audio import load_mono, mel_features, resample

@@ -9,26 +9,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import typer
-from tiny_models import TINY_CODEC
-from typer.testing import CliRunner
+from helpers import TINY_CODEC, run_cli
 
 from sqcodec.bitstream import read_header
-from sqcodec.cli_codec import register
 from sqcodec.codec import Codec, save_codec
 from sqcodec.model import build_model
 
 TINY = TINY_CODEC
 LIBRI = "speech/librispeech/test-other/2033/2033-164914-0000.flac"
 STEREO_44K = "env/urbansound8k/car_horn/100648-1-0-0.flac"
-
-app = typer.Typer()
-register(app)
-
-
-@app.callback()
-def _root() -> None:  # keeps typer in multi-command mode
-    """test app"""
 
 
 def _export(folder, seed: int, model_id: str):
@@ -44,11 +33,6 @@ def models(tmp_path_factory):
     return _export(root / "tiny", 0, "tiny"), _export(root / "other", 1, "other")
 
 
-def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
 def assert_one_line_error(code, err, name):
     assert code == 1
     lines = err.strip().splitlines()
@@ -60,10 +44,10 @@ def test_encode_info_decode(models, realaudio, tmp_path):
     model, _ = models
     src = realaudio / STEREO_44K
     codes = tmp_path / "a.codes"
-    code, out, err = run("encode", src, codes, "--model", model, "--layers", "2")
+    code, out, err = run_cli("encode", src, codes, "--model", model, "--layers", "2")
     assert code == 0, err
     assert "kbps" in out and "2 of 3 layers" in out and "0.250 kbps nominal" in out  # 31.25 * 2 * 4 bits
-    code, out, err = run("info", codes, "--json")
+    code, out, err = run_cli("info", codes, "--json")
     assert code == 0, err
     info = json.loads(out)
     h = read_header(codes)
@@ -76,15 +60,17 @@ def test_encode_info_decode(models, realaudio, tmp_path):
     assert info["file_bytes"] == codes.stat().st_size
     assert info["actual_bps"] == pytest.approx(codes.stat().st_size * 8 / info["duration"])
     assert info["model_id"] == "tiny" and info["preset"] == "codec16k"
-    code, out, err = run("info", codes)
+    code, out, err = run_cli("info", codes)
     assert code == 0 and "nominal bitrate" in out and "0.250 kbps" in out
     wav = tmp_path / "a.wav"
-    code, out, err = run("decode", codes, wav, "--model", model, "--layers", "1", "--vocoder", "griffinlim")
+    code, out, err = run_cli(
+        "decode", codes, wav, "--model", model, "--layers", "1", "--vocoder", "griffinlim"
+    )
     assert code == 0, err
     assert "1 layers" in out and "0.125 kbps" in out
     got = sf.info(str(wav))
     assert (got.samplerate, got.channels, got.frames) == (44100, 2, src_info.frames)
-    code, _, err = run("decode", codes, tmp_path / "b.wav", "--model", model, "--layers", "3")
+    code, _, err = run_cli("decode", codes, tmp_path / "b.wav", "--model", model, "--layers", "3")
     assert_one_line_error(code, err, str(codes))
     assert not (tmp_path / "b.wav").exists()
 
@@ -92,15 +78,15 @@ def test_encode_info_decode(models, realaudio, tmp_path):
 def test_bit_flip_gives_one_clean_line(models, realaudio, tmp_path):
     model, _ = models
     codes = tmp_path / "a.codes"
-    assert run("encode", realaudio / LIBRI, codes, "--model", model)[0] == 0
+    assert run_cli("encode", realaudio / LIBRI, codes, "--model", model)[0] == 0
     data = bytearray(codes.read_bytes())
     data[len(data) // 2 + 40] ^= 0x10
     codes.write_bytes(bytes(data))
-    code, _, err = run("decode", codes, tmp_path / "a.wav", "--model", model)
+    code, _, err = run_cli("decode", codes, tmp_path / "a.wav", "--model", model)
     assert_one_line_error(code, err, str(codes))
     assert "CRC" in err
     assert not (tmp_path / "a.wav").exists()
-    code, _, err = run("info", codes)
+    code, _, err = run_cli("info", codes)
     assert_one_line_error(code, err, str(codes))
 
 
@@ -123,7 +109,7 @@ def test_bad_audio_fails_cleanly(models, tmp_path):
     for bad in _bad_inputs(tmp_path):
         out = tmp_path / "out" / (bad.stem + ".codes")
         out.parent.mkdir(exist_ok=True)
-        code, _, err = run("encode", bad, out, "--model", model)
+        code, _, err = run_cli("encode", bad, out, "--model", model)
         assert_one_line_error(code, err, str(bad))
         assert not out.exists()
         assert list(out.parent.iterdir()) == []  # no temporary file left either
@@ -132,17 +118,17 @@ def test_bad_audio_fails_cleanly(models, tmp_path):
 def test_force(models, realaudio, tmp_path):
     model, other = models
     codes = tmp_path / "a.codes"
-    assert run("encode", realaudio / LIBRI, codes, "--model", model)[0] == 0
+    assert run_cli("encode", realaudio / LIBRI, codes, "--model", model)[0] == 0
     before = codes.read_bytes()
-    code, _, err = run("encode", realaudio / LIBRI, codes, "--model", other)
+    code, _, err = run_cli("encode", realaudio / LIBRI, codes, "--model", other)
     assert_one_line_error(code, err, str(codes))
     assert "--force" in err and codes.read_bytes() == before
-    code, _, err = run("encode", realaudio / LIBRI, codes, "--model", other, "--force")
+    code, _, err = run_cli("encode", realaudio / LIBRI, codes, "--model", other, "--force")
     assert code == 0, err
     assert codes.read_bytes() != before and read_header(codes)["model_id"] == "other"
     wav = tmp_path / "a.wav"
     wav.write_bytes(b"keep me")
-    code, _, err = run("decode", codes, wav, "--model", other)
+    code, _, err = run_cli("decode", codes, wav, "--model", other)
     assert_one_line_error(code, err, str(wav))
     assert wav.read_bytes() == b"keep me"
 
@@ -150,15 +136,15 @@ def test_force(models, realaudio, tmp_path):
 def test_codes_from_another_model_are_refused(models, realaudio, tmp_path):
     model, other = models
     codes = tmp_path / "a.codes"
-    assert run("encode", realaudio / LIBRI, codes, "--model", other)[0] == 0
-    code, _, err = run("decode", codes, tmp_path / "a.wav", "--model", model)
+    assert run_cli("encode", realaudio / LIBRI, codes, "--model", other)[0] == 0
+    code, _, err = run_cli("decode", codes, tmp_path / "a.wav", "--model", model)
     assert_one_line_error(code, err, str(codes))
     assert "'other'" in err
     assert not (tmp_path / "a.wav").exists()
 
 
 def test_no_model_points_to_option(realaudio, tmp_path):
-    code, _, err = run("encode", realaudio / LIBRI, tmp_path / "a.codes")
+    code, _, err = run_cli("encode", realaudio / LIBRI, tmp_path / "a.codes")
     assert_one_line_error(code, err, "--model")
     assert not (tmp_path / "a.codes").exists()
 
@@ -172,19 +158,19 @@ def test_directory_mode_mirrors_tree(models, realaudio, tmp_path):
     shutil.copy(realaudio / LIBRI, src / "sub" / "deeper" / "again.flac")
     (src / "notes.txt").write_text("not audio")
     flat = tmp_path / "flat"
-    code, _, err = run("encode", src, flat, "--model", model)
+    code, _, err = run_cli("encode", src, flat, "--model", model)
     assert code == 0, err
     assert sorted(p.relative_to(flat).as_posix() for p in flat.rglob("*") if p.is_file()) == ["top.codes"]
     out = tmp_path / "out"
-    code, _, err = run("encode", src, out, "--model", model, "--recursive", "--jobs", "2")
+    code, _, err = run_cli("encode", src, out, "--model", model, "--recursive", "--jobs", "2")
     assert code == 0, err
     want = ["sub/deeper/again.codes", "sub/horn.codes", "top.codes"]
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == want
     # again without --force: every file is refused, nothing changes
-    code, _, err = run("encode", src, out, "--model", model, "--recursive")
+    code, _, err = run_cli("encode", src, out, "--model", model, "--recursive")
     assert code == 1 and err.count("--force") == 3
     wavs = tmp_path / "wavs"
-    code, _, err = run("decode", out, wavs, "--model", model, "--recursive")
+    code, _, err = run_cli("decode", out, wavs, "--model", model, "--recursive")
     assert code == 0, err
     got = sorted(p.relative_to(wavs).as_posix() for p in wavs.rglob("*") if p.is_file())
     assert got == ["sub/deeper/again.wav", "sub/horn.wav", "top.wav"]

@@ -18,11 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import typer
-from tiny_models import TINY_CODEC
-from typer.testing import CliRunner
+from helpers import TINY_CODEC, run_cli
 
-from sqcodec.cli_codec import register
 from sqcodec.codec import Codec, save_codec
 from sqcodec.model import build_model
 
@@ -30,19 +27,6 @@ TINY = TINY_CODEC
 LIBRI = "speech/librispeech/test-other/2033/2033-164914-0000.flac"
 VCTK48 = "speech/vctk48k/p228/p228_023.flac"
 SECONDS = 1.5  # length of the clips cut from the recordings (keeps every case fast)
-
-app = typer.Typer()
-register(app)
-
-
-@app.callback()
-def _root() -> None:  # keeps typer in multi-command mode
-    """test app"""
-
-
-def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -264,7 +248,7 @@ def check_case(tmp_path: Path, speech: dict, model: Path, name: str, maker: Make
         d.mkdir()
     src = maker(src_dir, speech)
     codes = out_dir / (src.stem + ".codes")
-    code, out, err = run("encode", src, codes, "--model", model)
+    code, out, err = run_cli("encode", src, codes, "--model", model)
     if code != 0:
         lines = err.strip().splitlines()
         assert code == 1, f"{name}: exit code {code}\n{err}"
@@ -277,7 +261,7 @@ def check_case(tmp_path: Path, speech: dict, model: Path, name: str, maker: Make
     assert sorted(p.name for p in out_dir.iterdir()) == [codes.name]  # no temp files
     info = sf.info(str(src))
     wav = dec_dir / "decoded.wav"
-    code, out, err = run("decode", codes, wav, "--model", model, "--vocoder", "griffinlim")
+    code, out, err = run_cli("decode", codes, wav, "--model", model, "--vocoder", "griffinlim")
     assert code == 0, f"{name}: decode failed:\n{err}"
     assert sorted(p.name for p in dec_dir.iterdir()) == [wav.name]
     got = sf.info(str(wav))
@@ -309,7 +293,7 @@ def test_refusal_messages_are_accurate(tmp_path, speech, model, maker, want, unw
     """The one-line reason states facts about the file: where the bad samples are, and "after
     resampling" only when the file was resampled."""
     src = maker(tmp_path, speech)
-    code, _, err = run("encode", src, tmp_path / "x.codes", "--model", model)
+    code, _, err = run_cli("encode", src, tmp_path / "x.codes", "--model", model)
     assert code == 1 and want in err, err
     assert unwanted is None or unwanted not in err, err
 
@@ -321,7 +305,7 @@ def test_refused_output_keeps_existing_file_and_folder_clean(tmp_path, speech, m
     out_dir.mkdir()
     codes = out_dir / "x.codes"
     codes.write_bytes(b"previous result")
-    code, _, err = run("encode", src, codes, "--model", model, "--force")
+    code, _, err = run_cli("encode", src, codes, "--model", model, "--force")
     assert code == 1 and len(err.strip().splitlines()) == 1 and str(src) in err
     assert codes.read_bytes() == b"previous result"
     assert sorted(p.name for p in out_dir.iterdir()) == ["x.codes"]
@@ -335,7 +319,7 @@ def test_directory_with_hostile_files(tmp_path, speech, model):
     good = [_wav("a.wav")(src, speech), _real_file("48k")(src, speech)]
     bad = [_empty(src, speech), _text(src, speech), _nonfinite(np.inf)(src, speech)]
     out = tmp_path / "out"
-    code, _, err = run("encode", src, out, "--model", model)
+    code, _, err = run_cli("encode", src, out, "--model", model)
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == len(bad) + 1, err

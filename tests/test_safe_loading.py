@@ -16,46 +16,15 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
+from helpers import MICRO_CODEC, run_cli
 
-from sqcodec.cli_codec import register
 from sqcodec.codec import CONFIG_NAME, WEIGHTS_NAME, Codec, CodecError, load_codec, save_codec
 from sqcodec.model import build_model
 from sqcodec.train.checkpoint import FORMAT, VERSION, CheckpointError, load_checkpoint, load_model
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sqcodec"
 
-TINY = {
-    "encoder": {
-        "type": "codec",
-        "channels": 8,
-        "in_kernel": 3,
-        "frame_dilations": [1],
-        "latent_dilations": [1],
-    },
-    "decoder": {
-        "type": "codec",
-        "channels": 8,
-        "out_kernel": 3,
-        "frame_dilations": [1],
-        "latent_dilations": [1],
-    },
-    "quantizer": {"type": "residual_sq", "dim": 4, "codebook_size": 8, "num_layers": 2},
-}
-
-app = typer.Typer()
-register(app)
-
-
-@app.callback()
-def _root() -> None:  # keeps typer in multi-command mode
-    """test app"""
-
-
-def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
+TINY = MICRO_CODEC
 
 
 class Evil:
@@ -189,7 +158,7 @@ def test_cli_refuses_evil_model(tmp_path, evil_files, marker, kind, command, rea
         good = _codec_folder(tmp_path)
         codes = tmp_path / "a.codes"
         assert (
-            run(
+            run_cli(
                 "encode",
                 realaudio / "speech/librispeech/test-other/2033/2033-164914-0000.flac",
                 codes,
@@ -207,7 +176,7 @@ def test_cli_refuses_evil_model(tmp_path, evil_files, marker, kind, command, rea
             "--model",
             path,
         )
-    code, _, err = run(*args)
+    code, _, err = run_cli(*args)
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1, err
     assert lines[0].startswith(f"sqcodec: error: {path}"), lines[0]
@@ -224,9 +193,9 @@ def test_cli_refuses_pickle_as_codes_file(tmp_path, marker, command):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     if command == "decode":
-        code, _, err = run("decode", codes, out_dir / "a.wav", "--model", folder)
+        code, _, err = run_cli("decode", codes, out_dir / "a.wav", "--model", folder)
     else:
-        code, _, err = run("info", codes)
+        code, _, err = run_cli("info", codes)
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and lines[0].startswith(f"sqcodec: error: {codes}"), err
     assert list(out_dir.iterdir()) == []

@@ -8,29 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from helpers import MICRO_CODEC
 from torch import nn
 
 from sqcodec.train.config import resolve_config
 from sqcodec.train.telemetry import read_jsonl
 
 #: A small real codec model (RSQ, 3 layers) that trains in a few ms per step on a CPU.
-REAL_MODEL = {
-    "encoder": {
-        "type": "codec",
-        "channels": 8,
-        "in_kernel": 3,
-        "frame_dilations": [1],
-        "latent_dilations": [1],
-    },
-    "decoder": {
-        "type": "codec",
-        "channels": 8,
-        "out_kernel": 3,
-        "frame_dilations": [1],
-        "latent_dilations": [1],
-    },
-    "quantizer": {"type": "residual_sq", "dim": 4, "codebook_size": 8, "num_layers": 3},
-}
+REAL_MODEL = {**MICRO_CODEC, "quantizer": {**MICRO_CODEC["quantizer"], "num_layers": 3}}
 
 
 @dataclass
