@@ -51,11 +51,11 @@ def _message(err: BaseException, *paths: Path) -> str:
     return msg
 
 
-def _load(model: Path | None, device: str) -> Any:
+def _load(model: Path | None, device: str, vocoder: str = "auto") -> Any:
     from sqcodec.codec import load_codec
 
     try:
-        return load_codec(model, device=device)
+        return load_codec(model, device=device, vocoder=vocoder)
     except _errors() as err:
         fail(_message(err))
 
@@ -161,7 +161,7 @@ def encode(
     from sqcodec.bitstream import file_bits_per_second
 
     pairs, is_dir = _pairs(input, output, AUDIO_SUFFIXES, CODES_SUFFIX, recursive)
-    codec = _load(model, device)
+    codec = _load(model, device, "griffinlim")
     try:
         keep = codec._layers(layers)
     except ValueError as err:
@@ -189,7 +189,12 @@ def decode(
     ),
     layers: int | None = typer.Option(None, "--layers", "-l", help="Decode only the first N stored layers."),
     model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    vocoder: str = typer.Option("auto", "--vocoder", help="griffinlim or auto (the model's vocoder if any)."),
+    vocoder: str = typer.Option(
+        "auto",
+        "--vocoder",
+        help="auto (the model's default: its HiFi-GAN, else Griffin-Lim), hifigan, griffinlim, "
+        "or a vocoder folder.",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Files decoded in parallel (threads)."),
@@ -198,13 +203,11 @@ def decode(
     """Decode .codes files to audio at the original rate, channel count and length."""
     from sqcodec.bitstream import read_header
 
-    if vocoder not in ("auto", "griffinlim"):
-        fail(f"--vocoder must be griffinlim or auto, got {vocoder!r}")
+    if vocoder not in ("auto", "hifigan", "griffinlim") and not Path(vocoder).is_dir():
+        fail(f"--vocoder: {vocoder}: not auto, hifigan, griffinlim or a vocoder folder")
     pairs, is_dir = _pairs(input, output, (CODES_SUFFIX,), ".wav", recursive)
-    codec = _load(model, device)
-    if vocoder == "griffinlim":
-        codec.vocoder = None
-    voc = "Griffin-Lim" if codec.vocoder is None else "model vocoder"
+    codec = _load(model, device, vocoder)
+    voc = "Griffin-Lim" if codec.vocoder is None else "HiFi-GAN"
 
     if layers is not None:
         try:

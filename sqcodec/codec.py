@@ -74,7 +74,12 @@ CONFIG_NAME = "config.json"
 #: default length of an inference chunk (seconds of audio); codes do not depend on it
 DEFAULT_CHUNK_SECONDS = 30.0
 
+#: ``features (n_mels, T) -> wave``; a :class:`~sqcodec.vocoder.HifiGanVocoder` or any callable
 Vocoder = Callable[[Tensor], Any]
+#: what ``load_codec(vocoder=...)`` accepts: "auto" (the folder's HiFi-GAN unless its config.json says
+#: ``"default_vocoder": "griffinlim"``, else Griffin-Lim), "hifigan" (the folder's HiFi-GAN, required),
+#: "griffinlim" or None (Griffin-Lim), a vocoder folder path, or a callable
+VocoderSpec = Vocoder | str | os.PathLike | None
 
 
 class CodecError(ValueError):
@@ -361,7 +366,8 @@ class Codec:
         """One ``(n_mels, T)`` feature map -> float32 wave at the preset rate (the vocoder, else
         Griffin-Lim)."""
         if self.vocoder is not None:
-            w = self.vocoder(features)
+            vocode = getattr(self.vocoder, "vocode", self.vocoder)
+            w = vocode(features.to(self.device))
             w = w.detach().cpu().numpy() if isinstance(w, Tensor) else np.asarray(w)
             w = w.reshape(-1).astype(np.float32)
             if length is not None:
@@ -585,18 +591,15 @@ def _load_folder(folder: Path, device: Any, vocoder: Vocoder | None) -> Codec:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    cfg_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for p in (cfg_path, weights):
-        if not p.is_file():
-            raise CodecError(f"{folder}: not a codec folder (no {p.name})")
+    from .train.checkpoint import read_export_config
+
+    cfg_path = folder / CONFIG_NAME
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise CodecError(f"{cfg_path}: cannot read the config ({type(err).__name__}: {err})") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != EXPORT_FORMAT:
-        raise CodecError(f"{cfg_path}: not an sqcodec codec config (format {EXPORT_FORMAT!r})")
-    if int(cfg.get("version", 0)) > EXPORT_VERSION:
-        raise CodecError(f"{cfg_path}: codec folder version {cfg['version']} is newer than this sqcodec")
+        cfg, weights = read_export_config(
+            folder, CONFIG_NAME, WEIGHTS_NAME, EXPORT_FORMAT, EXPORT_VERSION, "codec"
+        )
+    except ValueError as err:
+        raise CodecError(str(err)) from None
     model = _build(cfg.get("model"), str(cfg_path))
     try:
         state = load_file(str(weights), device="cpu")
@@ -619,33 +622,86 @@ def _load_folder(folder: Path, device: Any, vocoder: Vocoder | None) -> Codec:
     return codec
 
 
+def _folder_config(folder: Path) -> dict:
+    try:
+        cfg = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _resolve_vocoder(
+    spec: VocoderSpec, folder: Path | None, device: Any, preset: MelPreset
+) -> Vocoder | None:
+    """``load_codec``'s ``vocoder`` argument -> a vocoder (``None`` = Griffin-Lim)."""
+    from .vocoder.hifigan import VOCODER_CONFIG, VocoderError, load_vocoder
+
+    if spec is None or (isinstance(spec, str) and spec == "griffinlim"):
+        return None
+    if isinstance(spec, str) and spec in ("auto", "hifigan"):
+        has = folder is not None and (folder / VOCODER_CONFIG).is_file()
+        if spec == "hifigan" and not has:
+            raise CodecError(
+                f"{folder or 'the checkpoint'}: the model has no HiFi-GAN vocoder (pass a vocoder folder)"
+            )
+        if not has:
+            return None
+        if spec == "auto" and _folder_config(folder).get("default_vocoder") == "griffinlim":
+            return None
+        spec = folder
+    if callable(spec):
+        return spec
+    try:
+        vocoder = load_vocoder(Path(spec), device=_resolve_device(device))
+    except VocoderError as err:
+        raise CodecError(str(err)) from None
+    if vocoder.preset != preset:
+        raise CodecError(
+            f"{spec}: the vocoder was trained on mel preset {vocoder.preset.name!r}, the model uses "
+            f"{preset.name!r}"
+        )
+    return vocoder
+
+
 def load_codec(
     path_or_name: str | os.PathLike | None = None,
     device: str | torch.device | None = "cpu",
-    vocoder: Vocoder | None = None,
+    vocoder: VocoderSpec = "auto",
 ) -> Codec:
     """Load a codec from a training checkpoint (``.pt``, weights-only), an exported folder
-    (``model.safetensors`` + ``config.json``) or, for ``None``, the embedded default model.
+    (``model.safetensors`` + ``config.json``, optionally ``vocoder.safetensors`` + ``vocoder.json``) or,
+    for ``None``, the embedded default model (RSQ-VAE + HiFi-GAN).
 
+    ``vocoder``: ``"auto"`` (the folder's own HiFi-GAN unless its config names Griffin-Lim as the default,
+    else Griffin-Lim), ``"hifigan"`` (the folder's own, required), ``"griffinlim"``/``None``, a vocoder
+    folder (:func:`sqcodec.vocoder.load_vocoder`) or a callable ``(n_mels, T) -> wave``.
     Raises :class:`CodecError` (one line naming the file) when it cannot.
     """
     if path_or_name is None:
         if not (DEFAULT_MODEL_DIR / WEIGHTS_NAME).is_file():
             raise CodecError(
-                f"no embedded default model is installed yet ({DEFAULT_MODEL_DIR} is empty): "
+                f"no embedded default model is installed ({DEFAULT_MODEL_DIR} is empty): "
                 "pass a trained model with --model PATH (a training checkpoint .pt or a save_codec folder)"
             )
-        return _load_folder(DEFAULT_MODEL_DIR, device, vocoder)
-    path = Path(path_or_name)
-    if path.is_dir():
-        return _load_folder(path, device, vocoder)
-    if path.is_file():
-        return _load_checkpoint(path, device, vocoder)
-    raise CodecError(f"{path}: no such model file or folder")
+        folder: Path | None = DEFAULT_MODEL_DIR
+        codec = _load_folder(DEFAULT_MODEL_DIR, device, None)
+    else:
+        path = Path(path_or_name)
+        if path.is_dir():
+            folder = path
+            codec = _load_folder(path, device, None)
+        elif path.is_file():
+            folder = None
+            codec = _load_checkpoint(path, device, None)
+        else:
+            raise CodecError(f"{path}: no such model file or folder")
+    codec.vocoder = _resolve_vocoder(vocoder, folder, device, codec.preset)
+    return codec
 
 
-def save_codec(codec: Codec, folder: str | os.PathLike) -> Path:
-    """Export ``codec`` as ``folder/model.safetensors`` + ``folder/config.json`` (each written atomically).
+def save_codec(codec: Codec, folder: str | os.PathLike, default_vocoder: str = "hifigan") -> Path:
+    """Export ``codec`` as ``folder/model.safetensors`` + ``folder/config.json`` (each written atomically),
+    plus ``vocoder.safetensors`` + ``vocoder.json`` when its vocoder is a HiFi-GAN.
 
     The config holds the model config, the preset, the model id and its sha256 (checked on load)."""
     from safetensors.torch import save
@@ -666,6 +722,11 @@ def save_codec(codec: Codec, folder: str | os.PathLike) -> Path:
         "model": codec.model.config,
         "latent_rate": codec.latent_rate,
         "codebook_sizes": codec.codebook_sizes,
+        "default_vocoder": default_vocoder,
     }
     atomic_write_text(folder / CONFIG_NAME, json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    from .vocoder.hifigan import HifiGanVocoder, save_vocoder
+
+    if isinstance(codec.vocoder, HifiGanVocoder):
+        save_vocoder(codec.vocoder, folder)
     return folder

@@ -248,7 +248,8 @@ def test_save_load_folder_and_checkpoint_share_the_hash(codec, speech, tmp_path)
         load_codec(folder)
 
 
-def test_load_errors(tmp_path):
+def test_load_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(codec_mod, "DEFAULT_MODEL_DIR", tmp_path / "no_default")
     with pytest.raises(CodecError, match="--model"):
         load_codec(None)
     with pytest.raises(CodecError, match="no such model"):

@@ -143,7 +143,10 @@ def test_codes_from_another_model_are_refused(models, realaudio, tmp_path):
     assert not (tmp_path / "a.wav").exists()
 
 
-def test_no_model_points_to_option(realaudio, tmp_path):
+def test_no_model_points_to_option(realaudio, tmp_path, monkeypatch):
+    import sqcodec.codec
+
+    monkeypatch.setattr(sqcodec.codec, "DEFAULT_MODEL_DIR", tmp_path / "no_default")
     code, _, err = run_cli("encode", realaudio / LIBRI, tmp_path / "a.codes")
     assert_one_line_error(code, err, "--model")
     assert not (tmp_path / "a.codes").exists()

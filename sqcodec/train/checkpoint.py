@@ -14,6 +14,7 @@ so a crash leaves either the old file or the new one, never a torn one.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -74,6 +75,27 @@ def atomic_write(path: str | Path, write_fn) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def read_export_config(folder: Path, config_name: str, weights_name: str, fmt: str, version: int, what: str):
+    """``(config dict, weights path)`` of an exported folder (JSON config + safetensors weights).
+
+    Raises ``ValueError`` with one line naming the file when a file is missing, the JSON is unreadable,
+    the format is not ``fmt`` or the version is newer than ``version``.
+    """
+    cfg_path, weights = Path(folder) / config_name, Path(folder) / weights_name
+    for p in (cfg_path, weights):
+        if not p.is_file():
+            raise ValueError(f"{folder}: not a {what} folder (no {p.name})")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{cfg_path}: cannot read the {what} config ({type(err).__name__}: {err})") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != fmt:
+        raise ValueError(f"{cfg_path}: not an sqcodec {what} config (format {fmt!r})")
+    if int(cfg.get("version", 0)) > version:
+        raise ValueError(f"{cfg_path}: {what} folder version {cfg['version']} is newer than this sqcodec")
+    return cfg, weights
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""Package the embedded default codec: a trained RSQ-VAE experiment + a trained HiFi-GAN vocoder ->
+``sqcodec/pretrained/default/`` (safetensors + JSON, no pickle), with its training record and the data
+attributions.
+
+How the shipped model was made (CPU here; a GPU run uses the same commands with ``device: cuda``)::
+
+    python - <<'EOF'   # the training lists, from sqcodec/data/lists (speaker-disjoint held-out)
+    from sqcodec.data import speech_list
+    open("speech_train.txt", "w").write("".join(f"{f}\\n" for f in speech_list("train")))
+    EOF
+    python -m sqcodec.train --config sqcodec/configs/default_codec.yaml --out exp/default_codec \\
+        --set data.train=speech_train.txt
+    python -m sqcodec.vocoder.train --train speech_train.txt --out exp/vocoder_v3 --size v3 --batch 8 \\
+        --gan-start 100000 --lr 4e-4 --lr-decay 1.0
+    python tools/export_default.py --codec exp/default_codec --vocoder exp/vocoder_v3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sqcodec.codec import DEFAULT_MODEL_DIR, Codec, save_codec  # noqa: E402
+from sqcodec.data import realaudio_root, speech_list  # noqa: E402
+from sqcodec.train.checkpoint import find_latest, load_checkpoint, load_model  # noqa: E402
+from sqcodec.vocoder.hifigan import HifiGanVocoder  # noqa: E402
+
+ATTRIBUTION = """# Training data of the embedded default model
+
+The default codec (`model.safetensors`) and its HiFi-GAN vocoder (`vocoder.safetensors`) were trained
+only on the CC-BY-4.0, public-domain and free-with-attribution speech listed in `training_list.txt`
+(paths relative to the real-audio folder; speakers in `sqcodec/data/heldout_speakers.txt` were held out
+for evaluation). The weights are released under the project's Apache-2.0 licence; the data they were
+trained on is attributed here:
+
+{rows}
+
+- **VCTK**: Yamagishi, Veaux, MacDonald, "CSTR VCTK Corpus: English Multi-speaker Corpus for CSTR
+  Voice Cloning Toolkit (version 0.92)", University of Edinburgh, CSTR, 2019. CC-BY-4.0.
+- **LibriSpeech**: Panayotov, Chen, Povey, Khudanpur, "LibriSpeech: an ASR corpus based on public
+  domain audio books", ICASSP 2015 (www.openslr.org/12). CC-BY-4.0.
+- **LJSpeech**: Keith Ito and Linda Johnson, "The LJ Speech Dataset", 2017. Public domain.
+- **CMU ARCTIC**: Kominek and Black, "The CMU Arctic speech databases", SSW5 2004, Carnegie Mellon
+  University. Free use, modification and distribution with attribution.
+"""
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--codec", type=Path, required=True, help="training experiment folder of the codec")
+    ap.add_argument("--vocoder", type=Path, required=True, help="sqcodec.vocoder.train experiment folder")
+    ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--model-id", default="sqcodec-default-rsq8x256-v1")
+    ap.add_argument(
+        "--default-vocoder",
+        choices=("hifigan", "griffinlim"),
+        default="hifigan",
+        help="what decode uses unless told (the HiFi-GAN ships either way)",
+    )
+    args = ap.parse_args()
+
+    ckpt_path = args.codec / "best.pt"
+    if not ckpt_path.is_file():
+        ckpt_path = find_latest(args.codec)
+    model, cfg = load_model(ckpt_path)
+    step = int(load_checkpoint(ckpt_path)["step"])
+    voc_ckpt_path = find_latest(args.vocoder)
+    voc_ckpt = load_checkpoint(voc_ckpt_path)
+    vcfg = voc_ckpt["config"]
+    vocoder = HifiGanVocoder(vcfg["preset"], vcfg["size"])
+    vocoder.generator.load_state_dict(voc_ckpt["generator"])
+    vocoder.prepare_inference()
+    commit = git_commit()
+    vocoder.record = {
+        "trainer": "sqcodec.vocoder.train",
+        "size": vcfg["size"],
+        "steps": int(voc_ckpt["step"]),
+        "gan_steps": max(0, int(voc_ckpt["step"]) - int(vcfg["gan_start"])),
+        "losses": "45 mel L1 + 45 multi-resolution STFT (generator only; no GAN steps on CPU)"
+        if int(voc_ckpt["step"]) <= int(vcfg["gan_start"])
+        else "HiFi-GAN (mel 45, adv 1, fm 10)",
+        "batch": vcfg["batch"],
+        "segment": vcfg["segment"],
+        "lr": vcfg["lr"],
+        "data": "training_list.txt",
+        "commit": commit,
+    }
+    codec = Codec(model, cfg["data"]["preset"], model_id=args.model_id, vocoder=vocoder)
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    save_codec(codec, args.out, default_vocoder=args.default_vocoder)
+    root = realaudio_root()
+    files = speech_list("train", root)
+    rel = [str(Path(f).relative_to(root)) for f in files]
+    (args.out / "training_list.txt").write_text("".join(f"{r}\n" for r in rel))
+    record = {
+        "model_id": args.model_id,
+        "model_sha256": codec.model_sha256,
+        "codec": {
+            "config": cfg,
+            "checkpoint": ckpt_path.name,
+            "step": step,
+            "trained_on": "CPU (2 cores)"
+            if cfg["train"].get("device") == "cpu"
+            else cfg["train"].get("device"),
+        },
+        "vocoder": vocoder.record,
+        "data": {
+            "list": "training_list.txt",
+            "files": len(rel),
+            "heldout_speakers": "sqcodec/data/heldout_speakers.txt",
+        },
+        "default_vocoder": args.default_vocoder,
+        "bitrates_bps": {str(n): codec.bits_per_second(n) for n in range(1, codec.num_layers + 1)},
+        "commit": commit,
+    }
+    (args.out / "TRAINING.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    manifest = {row["file"]: row for row in csv.DictReader((root / "MANIFEST.tsv").open(), delimiter="\t")}
+    counts: dict[tuple[str, str], int] = {}
+    for r in rel:
+        m = manifest.get(r, {})
+        key = (m.get("corpus", "?"), m.get("licence", "?"))
+        counts[key] = counts.get(key, 0) + 1
+    rows = "\n".join(f"| {c} | {n} | {lic} |" for (c, lic), n in sorted(counts.items()))
+    table = "| corpus | files | licence |\n|---|---|---|\n" + rows
+    (args.out / "ATTRIBUTION.md").write_text(ATTRIBUTION.format(rows=table))
+    for p in sorted(args.out.iterdir()):
+        print(f"{p}  {p.stat().st_size} bytes")
+    for n in range(1, codec.num_layers + 1):
+        print(f"--layers {n}: {codec.bits_per_second(n):.0f} bit/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
