@@ -11,9 +11,18 @@
 #    2  train-set stats -> dump/<train_set>/stats.json; when the preset normalises (--norm auto) or
 #       --norm standardise: dump/<set>/norm/feats.scp (per-bin standardised with the train stats)
 #    3  training: python -m sqcodec.train (torchrun when --ngpu > 1) -> exp/<tag>/
-#    4  vocoder training           NOT YET AVAILABLE (needs sqcodec's vocoder trainer)
-#    5  encode/decode the test sets NOT YET AVAILABLE
-#    6  scoring (mel dB² / RMSE, ABX, MUSHRA packaging) NOT YET AVAILABLE
+#    4  HiFi-GAN vocoder on the preset: python -m sqcodec.vocoder.train on the audio of data/<train_set>
+#       (--vocoder_size/--vocoder_steps/--vocoder_gan_start/--vocoder_args) -> exp/<vocoder_tag>/
+#       (checkpoints, train.jsonl, log/) and the exported folder exp/<vocoder_tag>/vocoder/
+#    5  decode --decode_sets (default: --test_sets, else --valid_set) with exp/<tag> (best.pt, else the
+#       newest checkpoint) for each layer count of --decode_layers, vocoded with --vocoder
+#       (exp/<vocoder_tag>/vocoder | griffinlim | a vocoder folder) -> exp/<tag>/decode_<set>_L<n>/
+#       {codes,feats}.{ark,scp} + wav/, decode_<set>_resyn/wav/ (vocoder on the ground truth),
+#       decode_<set>_ref/wav/ (reference audio at the preset rate); --nj jobs
+#    6  scoring: sqcodec score of each wav/ against the references (log-mel RMSE, mel dB², STOI, PESQ-wb),
+#       feature-domain log-mel RMSE / mel dB², codebook perplexity and bits/s of the codes ->
+#       exp/<tag>/scores/<set>_<L<n>|resyn>.{json,md} and exp/<tag>/scores/summary.md
+#    (ABX and MUSHRA packaging are not part of the recipe yet.)
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[0]##*/}:${BASH_LINENO[0]}) $*"; }
@@ -23,7 +32,7 @@ recipes_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # ------------------------------------------------------------------------------------------ options
 stage=0              # first stage to run
-stop_stage=3         # last stage to run (stages 4-6 are not available yet)
+stop_stage=6         # last stage to run
 nj=4                 # parallel CPU jobs for feature extraction / normalisation
 ngpu=1               # GPUs for training (0 = CPU; > 1 = torchrun DDP on this node)
 conf=""              # model/training YAML (relative paths are tried in the recipe dir too)
@@ -40,9 +49,22 @@ test_sets=""         # further sets to featurise (space separated)
 norm=auto            # auto (the preset's paper: vctk standardise, others none) | standardise | none
 prep_args=""         # extra arguments to local/data_prep.sh
 train_args=""        # extra arguments to python -m sqcodec.train (e.g. "--set train.steps=100")
+vocoder_size=v3      # stage 4: HiFi-GAN size (v1 | v2 | v3)
+vocoder_steps=100000 # stage 4: vocoder training steps
+vocoder_gan_start=0  # stage 4: generator-only (mel + multi-resolution STFT) steps before the GAN losses
+vocoder_args=""      # stage 4: extra arguments to python -m sqcodec.vocoder.train (e.g. "--batch 16 --segment 8192")
+vocoder_tag=""       # stage 4: vocoder experiment name (default hifigan_<preset>_<vocoder_size>) -> exp/<vocoder_tag>
+vocoder=""           # stages 5-6: exp/<vocoder_tag>/vocoder (default) | griffinlim | a vocoder folder
+decode_sets=""       # stages 5-6: sets to decode (default: --test_sets, else --valid_set)
+decode_layers=""     # stage 5: layer counts to decode with, e.g. "1 2 4 8" (default: 1, 2, 4, ... up to L)
+decode_ckpt=""       # stage 5: model checkpoint (default: exp/<tag>/best.pt, else the newest checkpoint)
+decode_max_utts=0    # stage 5: decode only the first N utterances of each set (0 = all; for smoke tests)
+score_metrics=""     # stage 6: waveform metrics (default log_mel_rmse,mel_mse_db2,stoi,pesq_wb)
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--nj N] [--ngpu N] [--conf X.yaml] [--tag T] \
 [--db_root DIR] [--resume true|CKPT] [--datadir data] [--dumpdir dump] [--expdir exp] [--norm auto|standardise|none] \
-[--train_args '...'] [--prep_args '...']"
+[--train_args '...'] [--prep_args '...'] [--vocoder_size v3] [--vocoder_steps N] [--vocoder_gan_start N] \
+[--vocoder_args '...'] [--vocoder_tag T] [--vocoder DIR|griffinlim] [--decode_sets '...'] [--decode_layers '1 2 4'] \
+[--decode_ckpt CKPT] [--decode_max_utts N] [--score_metrics '...']"
 
 . "${recipes_root}/utils/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected arguments: $*"
@@ -69,6 +91,9 @@ if [ "${norm}" = auto ]; then
 fi
 case "${norm}" in standardise|none) ;; *) die "--norm must be auto, standardise or none (got ${norm})" ;; esac
 feat_type=raw; [ "${norm}" = standardise ] && feat_type=norm
+[ -n "${vocoder_tag}" ] || vocoder_tag="hifigan_${preset}_${vocoder_size}"
+[ -n "${vocoder}" ] || vocoder="${expdir}/${vocoder_tag}/vocoder"
+[ -n "${decode_sets}" ] || decode_sets="${test_sets:-${valid_set}}"
 
 all_sets=""
 for s in ${train_set} ${valid_set} ${test_sets}; do
@@ -166,14 +191,84 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
   log "  trained: ${exp} (checkpoints, config.yaml, metrics; tensorboard --logdir ${exp})"
 fi
 
-for n in 4 5 6; do
-  if [ "${stage}" -le "${n}" ] && [ "${stop_stage}" -ge "${n}" ]; then
-    case "${n}" in
-      4) what="vocoder training (needs sqcodec's vocoder trainer, not yet available)" ;;
-      5) what="encode/decode of the test sets with the trained model + vocoder (not yet available)" ;;
-      6) what="scoring: mel dB²/RMSE, ABX, MUSHRA packaging (not yet available)" ;;
-    esac
-    die "Stage ${n}: NOT YET AVAILABLE: ${what}. Run with --stop_stage 3."
+voc_exp="${expdir}/${vocoder_tag}"
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+  log "Stage 4: HiFi-GAN ${vocoder_size} vocoder on preset ${preset} -> ${voc_exp} (${vocoder_steps} steps, GAN from step ${vocoder_gan_start})"
+  [ -f "${datadir}/${train_set}/wav.scp" ] || die "${datadir}/${train_set}/wav.scp: missing (run stage 0)"
+  mkdir -p "${voc_exp}/log"
+  run1 "${voc_exp}/log/lists.log" "${python}" -m sqcodec.recipe_tools wav-list \
+    --wav_scp "${datadir}/${train_set}/wav.scp" --out "${voc_exp}/train.txt"
+  args=(--train "${voc_exp}/train.txt" --out "${voc_exp}" --preset "${preset}" --size "${vocoder_size}" \
+    --steps "${vocoder_steps}" --gan-start "${vocoder_gan_start}")
+  if [ -n "${valid_set}" ]; then  # a few whole validation files, scored every --val-every steps
+    run1 "${voc_exp}/log/lists.log" "${python}" -m sqcodec.recipe_tools wav-list \
+      --wav_scp "${datadir}/${valid_set}/wav.scp" --out "${voc_exp}/valid.txt" --max 16
+    args+=(--valid "${voc_exp}/valid.txt")
   fi
-done
+  if [ "${ngpu}" -eq 0 ]; then args+=(--device cpu); fi
+  case "${resume}" in
+    ""|false) rm -rf "${voc_exp}/checkpoints" "${voc_exp}/train.jsonl" "${voc_exp}/vocoder" ;;  # a fresh run
+    true|latest) args+=(--resume) ;;
+    *) die "stage 4 resumes from the newest checkpoint of ${voc_exp} only: use --resume true" ;;
+  esac
+  # shellcheck disable=SC2086
+  ${cuda_cmd} --gpu "$(( ngpu > 0 ? 1 : 0 ))" "${voc_exp}/log/train.log" \
+    "${python}" -m sqcodec.vocoder.train "${args[@]}" ${vocoder_args} \
+    || die "vocoder training failed, see ${voc_exp}/log/train.log"
+  run1 "${voc_exp}/log/export.log" "${python}" -m sqcodec.vocoder.train --out "${voc_exp}" --export "${voc_exp}/vocoder"
+  log "  vocoder: ${voc_exp}/vocoder (training record in ${voc_exp}/train.jsonl)"
+fi
+
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+  log "Stage 5: decode [${decode_sets}] with ${exp} (layers: ${decode_layers:-1 2 4 .. L}), vocoder ${vocoder} (${nj} jobs)"
+  [ -n "${decode_sets}" ] || die "no set to decode: give --test_sets, --valid_set or --decode_sets"
+  if [ "${vocoder}" != griffinlim ] && [ ! -f "${vocoder}/vocoder.json" ]; then
+    die "--vocoder ${vocoder}: not a vocoder folder (run stage 4, or pass --vocoder griffinlim or a folder such as sqcodec/pretrained/default)"
+  fi
+  dev=auto; [ "${ngpu}" -eq 0 ] && dev=cpu
+  for s in ${decode_sets}; do
+    scp="${dumpdir}/${s}/${feat_type}/feats.scp"
+    [ -f "${scp}" ] || die "${scp}: missing (run stages 1-2 with ${s} in --test_sets)"
+    opt=(); [ "${feat_type}" = norm ] && opt+=(--feat_stats "${dumpdir}/${train_set}/stats.json")
+    [ -f "${dumpdir}/${s}/${feat_type}/utt2spk" ] && opt+=(--utt2spk "${dumpdir}/${s}/${feat_type}/utt2spk")
+    [ -n "${decode_ckpt}" ] && opt+=(--ckpt "${decode_ckpt}")
+    jobs="${exp}/decode_${s}_jobs"
+    rm -rf "${exp}/decode_${s}_ref" "${exp}/decode_${s}_resyn" "${jobs}" "${exp}/decode_${s}_L"[0-9]*
+    mkdir -p "${jobs}"
+    if [ "${decode_max_utts}" -gt 0 ]; then head -n "${decode_max_utts}" "${scp}" > "${jobs}/feats.scp"; else cp "${scp}" "${jobs}/feats.scp"; fi
+    n_utt=$(wc -l < "${jobs}/feats.scp"); _nj=$(( nj < n_utt ? nj : n_utt ))
+    mkdir -p "${jobs}/split${_nj}"
+    split_outs=(); for (( j = 1; j <= _nj; j++ )); do split_outs+=("${jobs}/split${_nj}/feats.${j}.scp"); done
+    "${recipes_root}/utils/split_scp.sh" "${jobs}/feats.scp" "${split_outs[@]}"
+    ${train_cmd} JOB=1:"${_nj}" "${jobs}/log/decode.JOB.log" \
+      "${python}" -m sqcodec.recipe_tools decode --exp "${exp}" --set "${s}" --scp "${jobs}/split${_nj}/feats.JOB.scp" \
+      --raw_scp "${dumpdir}/${s}/raw/feats.scp" --data "${datadir}/${s}" --preset "${preset}" \
+      --vocoder "${vocoder}" --layers "${decode_layers}" --device "${dev}" --job JOB "${opt[@]}" \
+      || die "decoding of ${s} failed (logs: ${jobs}/log/decode.*.log)"
+    for d in "${exp}/decode_${s}_L"*; do
+      for t in feats codes; do
+        for (( j = 1; j <= _nj; j++ )); do cat "${d}/${t}.${j}.scp"; done | LC_ALL=C sort -k1,1 > "${d}/${t}.scp"
+        [ "$(wc -l < "${d}/${t}.scp")" -eq "${n_utt}" ] || die "${d}/${t}.scp: expected ${n_utt} utterances"
+      done
+      log "  ${d}: ${n_utt} utterances (codes.scp, feats.scp, wav/)"
+    done
+    log "  ${exp}/decode_${s}_resyn/wav, ${exp}/decode_${s}_ref/wav: vocoder resynthesis, references"
+  done
+fi
+
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+  log "Stage 6: scoring [${decode_sets}] -> ${exp}/scores"
+  [ -n "${decode_sets}" ] || die "no set to score: give --test_sets, --valid_set or --decode_sets"
+  ref_scps=""
+  for s in ${decode_sets}; do
+    ref_scps="${ref_scps:+${ref_scps} }${dumpdir}/${s}/raw/feats.scp"
+    mkdir -p "${exp}/scores"; rm -f "${exp}/scores/${s}_L"[0-9]*.{json,md} "${exp}/scores/${s}_resyn".{json,md}
+  done
+  opt=(); [ -f "${dumpdir}/${train_set}/stats.json" ] && opt+=(--stats "${dumpdir}/${train_set}/stats.json")
+  [ -n "${score_metrics}" ] && opt+=(--metrics "${score_metrics}")
+  run1 "${exp}/scores/log/score.log" "${python}" -m sqcodec.recipe_tools score-decode --exp "${exp}" \
+    --sets "${decode_sets}" --ref_scps "${ref_scps}" --preset "${preset}" --out "${exp}/scores" "${opt[@]}"
+  log "  ${exp}/scores/summary.md:"
+  cat "${exp}/scores/summary.md"
+fi
 log "done (stages ${stage}..${stop_stage})"

@@ -17,6 +17,9 @@ extract-feats       wav.scp (+ segments) -> Kaldi ark/scp of (frames, n_mels) fl
 compute-stats       feats.scp -> per-bin mean/std JSON (:class:`sqcodec.audio.stats.FeatureStats`)
 normalize           feats.scp + stats -> standardised ark/scp
 conf-get            print one (dotted) key of a YAML config (used by the shell scripts)
+wav-list            wav.scp -> a list file of plain audio paths (the vocoder trainer's ``--train``)
+decode              stage 5: encode/decode/vocode a set with a trained model (:mod:`sqcodec.recipe_eval`)
+score-decode        stage 6: score the decode folders of sets, ``scores/<set>_<name>.{json,md}`` + summary
 =================== ================================================================================
 
 Kaldi conventions: tables are ``key value`` lines sorted by key in C (byte) order; utterance ids start
@@ -479,6 +482,34 @@ def conf_get(conf: Path, key: str, default: str | None = None) -> str:
     return "" if node is None else str(node)
 
 
+def wav_list(wav_scp: Path, out: Path, max_files: int = 0) -> int:
+    """Write the audio paths of ``wav_scp`` (file order, each path once; the first ``max_files`` when > 0)
+    to ``out``, one per line. Entries must be plain paths of existing files: a piped ``cmd |`` entry
+    (or a path with white space, which the list format cannot hold) is a :class:`RecipeError`."""
+    paths: list[str] = []
+    seen: set[str] = set()
+    for utt, value in read_table(wav_scp):
+        value = value.strip()
+        if value.endswith("|"):
+            raise RecipeError(
+                f"{wav_scp}: {utt}: piped entry '{value}' is not supported here; the vocoder trainer "
+                "needs plain audio file paths in wav.scp"
+            )
+        if any(c.isspace() for c in value):
+            raise RecipeError(f"{wav_scp}: {utt}: audio path '{value}' contains white space")
+        if not Path(value).is_file():
+            raise RecipeError(f"{wav_scp}: {utt}: no such file {value}")
+        if value not in seen:
+            seen.add(value)
+            paths.append(value)
+    if not paths:
+        raise RecipeError(f"{wav_scp}: no entries")
+    if max_files > 0:
+        paths = paths[:max_files]
+    write_text_atomic(Path(out), "".join(f"{x}\n" for x in paths))
+    return len(paths)
+
+
 # ----------------------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m sqcodec.recipe_tools", description=__doc__.splitlines()[0])
@@ -536,6 +567,37 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("conf", type=Path)
     s.add_argument("key")
     s.add_argument("--default", default=None)
+
+    s = sub.add_parser("wav-list", help="wav.scp -> list file of plain audio paths (vocoder training)")
+    s.add_argument("--wav_scp", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--max", type=int, default=0, help="keep only the first N paths (0 = all)")
+
+    s = sub.add_parser("decode", help="stage 5: decode a set (codes, features, vocoded wavs)")
+    s.add_argument("--exp", type=Path, required=True, help="the model's experiment folder exp/<tag>")
+    s.add_argument("--set", required=True, help="set name (output folders exp/<tag>/decode_<set>_*)")
+    s.add_argument("--scp", type=Path, required=True, help="the model's input features (this job's part)")
+    s.add_argument("--raw_scp", type=Path, required=True, help="raw features of the set (resynthesis)")
+    s.add_argument("--data", type=Path, required=True, help="Kaldi data dir of the set (reference audio)")
+    s.add_argument("--preset", required=True)
+    s.add_argument("--vocoder", required=True, help="vocoder folder or griffinlim")
+    s.add_argument("--layers", default="", help="layer counts, e.g. '1 2 4 8' ('' = 1, 2, 4, .. L)")
+    s.add_argument("--feat_stats", type=Path, default=None, help="stats --scp is standardised with")
+    s.add_argument("--utt2spk", type=Path, default=None)
+    s.add_argument("--ckpt", default="", help="checkpoint (default: best.pt, else the newest)")
+    s.add_argument("--job", type=int, default=None, help="job id: write feats.JOB.scp etc.")
+    s.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+
+    s = sub.add_parser("score-decode", help="stage 6: score decode folders -> scores/*.json, summary.md")
+    s.add_argument("--exp", type=Path, required=True)
+    s.add_argument("--sets", required=True, help="space-separated set names")
+    s.add_argument("--ref_scps", required=True, help="ground-truth raw feats.scp per set, space separated")
+    s.add_argument("--preset", required=True)
+    s.add_argument("--stats", type=Path, default=None, help="train stats (adds log_mel_rmse_norm)")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument(
+        "--metrics", default="", help="waveform metrics (default log_mel_rmse,mel_mse_db2,stoi,pesq_wb)"
+    )
     return ap
 
 
@@ -571,9 +633,45 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "conf-get":
             print(conf_get(a.conf, a.key, a.default))
             return 0
+        elif a.cmd == "wav-list":
+            res = f"{wav_list(a.wav_scp, a.out, a.max)} audio files -> {a.out}"
+        elif a.cmd == "decode":
+            from .recipe_eval import decode_set
+
+            res = decode_set(
+                a.exp,
+                a.set,
+                a.scp,
+                a.raw_scp,
+                a.data,
+                a.preset,
+                a.vocoder,
+                a.layers,
+                a.feat_stats,
+                a.utt2spk,
+                a.ckpt or None,
+                a.job,
+                a.device,
+            )
+        elif a.cmd == "score-decode":
+            from .recipe_eval import score_sets
+
+            sets, scps = a.sets.split(), a.ref_scps.split()
+            if len(sets) != len(scps):
+                raise RecipeError("score-decode: --sets and --ref_scps need one entry each per set")
+            paths = score_sets(
+                a.exp,
+                sets,
+                a.preset,
+                dict(zip(sets, map(Path, scps), strict=True)),
+                a.out,
+                a.stats,
+                a.metrics or None,
+            )
+            res = f"{len(paths)} files -> {a.out}"
         else:  # pragma: no cover
             raise AssertionError(a.cmd)
-    except (RecipeError, ValueError, OSError) as e:
+    except (RecipeError, ValueError, OSError, KeyError) as e:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
         return 1

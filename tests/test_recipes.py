@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import soundfile as sf
@@ -455,9 +456,9 @@ def test_recipe_failing_job_stops_with_log(realaudio, tmp_path):
     assert not (work / "dump/train/raw/feats.scp").exists()  # no merged table after a failure
 
 
-def test_recipe_pending_stages_fail(tmp_path):
-    r = run_recipe("mini_librispeech", tmp_path, tmp_path, "--stage", "4", "--stop_stage", "4", check=False)
-    assert r.returncode != 0 and "NOT YET AVAILABLE" in r.stderr
+def test_recipe_stage5_without_vocoder_names_it(tmp_path):
+    r = run_recipe("mini_librispeech", tmp_path, tmp_path, "--stage", "5", "--stop_stage", "5", check=False)
+    assert r.returncode != 0 and "exp/hifigan_codec16k_v3/vocoder: not a vocoder folder" in r.stderr
 
 
 @pytest.mark.slow
@@ -547,3 +548,357 @@ def test_recipe_mini_stage3_trains(realaudio, tmp_path):
     log = (exp / "train.log").read_text()
     assert "data.train=" in log.splitlines()[0] and log.rstrip().endswith("status=0")
     assert (exp / "valid_list.txt").read_text().split() == keys(work / "data/dev/utt2spk")
+
+
+# ------------------------------------------------------------------------------------------ stages 4-6
+def test_wav_list(tmp_path):
+    a, b = tmp_path / "a.wav", tmp_path / "b.flac"
+    for f in (a, b):
+        sf.write(f, np.zeros(1600), 16000)
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"u1 {a}\nu2 {b}\nu3 {a}\n")  # u3: a second utterance of the same recording
+    assert rt.wav_list(scp, tmp_path / "list.txt") == 2
+    assert (tmp_path / "list.txt").read_text() == f"{a}\n{b}\n"
+    assert rt.wav_list(scp, tmp_path / "one.txt", max_files=1) == 1
+    # a piped entry: one line naming wav.scp, through the CLI too
+    scp.write_text(f"u1 {a}\nu2 sox {b} -t wav - |\n")
+    with pytest.raises(rt.RecipeError, match=r"wav\.scp: u2: piped entry"):
+        rt.wav_list(scp, tmp_path / "list.txt")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sqcodec.recipe_tools",
+            "wav-list",
+            "--wav_scp",
+            str(scp),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1 and r.stderr.startswith(f"error: {scp}: u2: piped entry")
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    scp.write_text(f"u1 {tmp_path / 'missing.wav'}\n")
+    with pytest.raises(rt.RecipeError, match="no such file"):
+        rt.wav_list(scp, tmp_path / "list.txt")
+
+
+#: helpers.TINY_CODEC with 4 layers (stage 5 decodes 1, 2 and 4 of them)
+TINY_CODEC = {**helpers.TINY_CODEC, "quantizer": {**helpers.TINY_CODEC["quantizer"], "num_layers": 4}}
+TINY_SPEECH = {
+    "encoder": {"type": "speech", "n_mels": 80, "channels": 16},
+    "decoder": {
+        "type": "speech",
+        "n_mels": 80,
+        "n_speakers": 2,
+        "speaker_dim": 4,
+        "hidden": 8,
+        "num_layers": 1,
+    },
+    "quantizer": {"type": "gaussian_sq", "dim": 8, "codebook_size": 16, "var_type": "IV"},
+}
+TINY_URBAN = {
+    "encoder": {"type": "urbansound", "channels": 8, "n_res_block": 1, "res_channels": 4},
+    "quantizer": {"type": "residual_sq", "dim": 4, "codebook_size": 4, "num_layers": 2},
+}
+
+
+def _tiny_exp(exp: Path, model_cfg: dict, data: dict, speakers: dict | None = None):
+    """A trainer-format checkpoint of an untrained tiny model (``exp/best.pt``)."""
+    import json
+
+    import torch
+
+    from sqcodec.model import build_model
+    from sqcodec.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(model_cfg)
+    save_checkpoint(
+        {"step": 7, "model": model.state_dict(), "config": {"model": model_cfg, "data": data}},
+        exp / "best.pt",
+    )
+    if speakers is not None:
+        (exp / "speakers.json").write_text(json.dumps(speakers))
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("model_cfg", "data", "n", "latent_shape"),
+    [
+        (TINY_CODEC, {"preset": "codec16k"}, 101, (51,)),  # odd length: the codec pads inside
+        (TINY_SPEECH, {"preset": "vctk"}, 101, (51,)),  # + one edge frame each side, even target
+        (TINY_URBAN, {"preset": "urbansound", "channel_axis": True}, 344, (20, 86)),  # (B, 1, 80, T)
+    ],
+)
+def test_model_io_full_utterances(tmp_path, model_cfg, data, n, latent_shape):
+    from sqcodec.recipe_eval import _ModelIO
+
+    model = _tiny_exp(tmp_path, model_cfg, data)
+    io = _ModelIO(model, {"data": data}, tmp_path)
+    feat = np.random.default_rng(0).normal(size=(80, n)).astype(np.float32)
+    spk = 1 if getattr(model.decoder, "uses_speaker", False) else None
+    layers = model.quantizer.num_layers
+    codes, y = io.encode_decode(feat, layers, spk, "cpu")
+    assert codes.dtype == np.int32 and codes.shape == (layers, *latent_shape)
+    assert y.shape == (80, n) and np.isfinite(y).all()
+
+
+def _small_set(files: list[Path], root: Path, name: str, spk_of) -> Path:
+    d = root / "data" / name
+    rt.write_data_dir(d, {f.stem: f for f in files}, {f.stem: spk_of(f) for f in files})
+    return d
+
+
+def test_decode_and_score_codec_griffinlim(realaudio, tmp_path):
+    """Stages 5 + 6 in process: a tiny codec16k model (untrained), Griffin-Lim, 2 utterances."""
+    import json
+
+    import kaldiio
+    import torch
+
+    from sqcodec.recipe_eval import decode_set, score_sets
+
+    pool = sorted((realaudio / "speech/librispeech/test-other").glob("*/*.flac"))[:12]
+    files = sorted(pool, key=lambda f: sf.info(f).frames)[:2]
+    data = _small_set(files, tmp_path, "test", lambda f: f.stem.split("-")[0])
+    raw = tmp_path / "dump/test/raw/feats"
+    rt.extract_feats(data / "wav.scp", "codec16k", raw)
+    exp = tmp_path / "exp/tiny"
+    model = _tiny_exp(exp, TINY_CODEC, {"preset": "codec16k"})
+    scp = raw.with_name("feats.scp")
+    res = decode_set(exp, "test", scp, scp, data, "codec16k", "griffinlim")
+    assert res["layers"] == [1, 2, 4] and res["utterances"] == 2
+    feats = ark_feats(scp)
+    for n in (1, 2, 4):
+        d = exp / f"decode_test_L{n}"
+        dec, codes = (
+            ark_feats(d / "feats.scp"),
+            {k: np.asarray(v) for k, v in kaldiio.load_scp(str(d / "codes.scp")).items()},
+        )
+        assert sorted(dec) == sorted(codes) == sorted(feats)
+        for utt, x in feats.items():
+            assert dec[utt].shape == x.shape and codes[utt].shape == (n, (x.shape[0] + 1) // 2)
+            with torch.no_grad():
+                want = model.reconstruct(torch.from_numpy(x.T.copy())[None], layers=n)[0].numpy()
+            np.testing.assert_allclose(dec[utt].T, want, atol=1e-5)
+            assert np.array_equal(
+                codes[utt], model.encode(torch.from_numpy(x.T.copy())[None], layers=n)[0].numpy()
+            )
+        info = json.loads((d / "info.json").read_text())
+        assert info["layers"] == n and info["codebook_sizes"] == [16] * n and info["step"] == 7
+        assert (d / "log/decode.log").is_file()
+    for f in files:
+        n_samples = sf.info(f).frames
+        for sub in ("ref", "resyn", "L1", "L4"):
+            w = exp / f"decode_test_{sub}/wav/{f.stem}.wav"
+            assert sf.info(w).frames == n_samples and sf.info(w).samplerate == 16000, w
+    ref, _ = sf.read(exp / f"decode_test_ref/wav/{files[0].stem}.wav")
+    orig, _ = sf.read(files[0])
+    assert np.abs(ref - orig).max() < 1e-3  # the reference at the preset rate (16-bit)
+
+    out = exp / "scores"
+    score_sets(
+        exp, ["test"], "codec16k", {"test": scp}, out, stats_path=None, metrics="log_mel_rmse,mel_mse_db2"
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["decode"] for r in summary["rows"]] == ["resyn", "L1", "L2", "L4"]
+    rows = {r["decode"]: r for r in summary["rows"]}
+    assert rows["resyn"]["bps"] is None and rows["resyn"]["feat_log_mel_rmse"] is None
+    for n in (1, 2, 4):
+        r = rows[f"L{n}"]
+        assert r["bps"] == pytest.approx(n * 4 * 31.25, rel=0.02)  # 4 bits/layer, 31.25 latents/s (+ ceil)
+        assert len(r["perplexity"]) == n and all(1 <= v <= 16 for v in r["perplexity"])
+        assert np.isfinite([r["feat_log_mel_rmse"], r["feat_mel_mse_db2"], r["wav_log_mel_rmse"]]).all()
+        rep = json.loads((out / f"test_L{n}.json").read_text())
+        assert rep["count"] == 2 and rep["features"]["means"]["log_mel_rmse"] == pytest.approx(
+            r["feat_log_mel_rmse"]
+        )
+        assert all(f"| {f.stem} |" in (out / f"test_L{n}.md").read_text() for f in files)
+    md = (out / "summary.md").read_text()
+    assert "| test | L4 |" in md and "mel dB²" in md and "griffinlim" in md
+
+
+def test_decode_speaker_model_standardised(realaudio, tmp_path):
+    """A speaker-conditioned speech decoder on standardised vctk features: speaker ids from speakers.json,
+    normalisation undone before vocoding; an unknown speaker is a clear error."""
+    import torch
+
+    from sqcodec.audio import FeatureStats, destandardise
+    from sqcodec.recipe_eval import decode_set
+
+    spk_dirs = sorted((realaudio / "speech/vctk48k").iterdir())[:3]
+    files = [sorted(d.glob("*.flac"))[0] for d in spk_dirs]
+    data = _small_set(files[:2], tmp_path, "test", lambda f: f.parent.name)
+    raw = tmp_path / "dump/test/raw/feats"
+    rt.extract_feats(data / "wav.scp", "vctk", raw)
+    rt.compute_stats(raw.with_name("feats.scp"), tmp_path / "stats.json", "vctk")
+    rt.normalize(raw.with_name("feats.scp"), tmp_path / "stats.json", tmp_path / "dump/test/norm/feats")
+    norm_scp = tmp_path / "dump/test/norm/feats.scp"
+    exp = tmp_path / "exp/spk"
+    speakers = {files[0].parent.name: 0, files[1].parent.name: 1}
+    model = _tiny_exp(exp, TINY_SPEECH, {"preset": "vctk", "speakers": "utt2spk"}, speakers)
+    decode_set(
+        exp,
+        "test",
+        norm_scp,
+        raw.with_name("feats.scp"),
+        data,
+        "vctk",
+        "griffinlim",
+        feat_stats=tmp_path / "stats.json",
+        utt2spk=data / "utt2spk",
+    )
+    stats = FeatureStats.load(tmp_path / "stats.json")
+    dec = ark_feats(exp / "decode_test_L1/feats.scp")
+    for f in files[:2]:
+        x = ark_feats(norm_scp)[f.stem].T
+        n = x.shape[1]
+        xp = np.pad(x, ((0, 0), (1, 1 + n % 2)), mode="edge")  # one context frame each side, even target
+        with torch.no_grad():
+            codes = model.encode(torch.from_numpy(xp)[None])
+            y = model.decode(codes, speaker=torch.tensor([speakers[f.parent.name]]), length=n + n % 2)[
+                0, :, :n
+            ]
+        np.testing.assert_allclose(dec[f.stem].T, destandardise(y.numpy(), stats), rtol=1e-4, atol=1e-4)
+        w = exp / f"decode_test_L1/wav/{f.stem}.wav"
+        assert (
+            sf.info(w).samplerate == 24000
+            and sf.info(w).frames == sf.info(exp / f"decode_test_ref/wav/{f.stem}.wav").frames
+        )
+    # a speaker the decoder never saw
+    other = _small_set(files, tmp_path, "other", lambda f: f.parent.name)
+    rt.extract_feats(other / "wav.scp", "vctk", tmp_path / "dump/other/raw/feats")
+    scp = tmp_path / "dump/other/raw/feats.scp"
+    with pytest.raises(
+        rt.RecipeError, match=f"speaker '{files[2].parent.name}' of .* is not in .*speakers.json"
+    ):
+        decode_set(exp, "other", scp, scp, other, "vctk", "griffinlim", utt2spk=other / "utt2spk")
+
+
+@pytest.mark.slow
+def test_recipe_mini_stages_0_6(realaudio, tmp_path):
+    """The whole mini recipe on a CPU: features, a tiny codec, a tiny HiFi-GAN (last 2 steps with the
+    GAN losses), decoding with 1/2/4 layers and scoring."""
+    import json
+
+    build_mini_librispeech(realaudio, tmp_path / "db", n_train=3, n_dev=2)
+    work = tmp_path / "work"
+    work.mkdir()
+    steps = "--set train.steps=60 train.val_every=60 train.ckpt_every=60 train.log_every=20 train.plot=false"
+    run_recipe(
+        "mini_librispeech",
+        work,
+        tmp_path / "db",
+        "--stage",
+        "0",
+        "--stop_stage",
+        "6",
+        "--ngpu",
+        "0",
+        "--tag",
+        "smoke",
+        "--train_args",
+        steps,
+        "--vocoder_steps",
+        "20",
+        "--vocoder_gan_start",
+        "18",
+        "--vocoder_args",
+        "--batch 2 --segment 4096 --log-every 5",
+    )
+    voc = work / "exp/hifigan_codec16k_v3"
+    assert (voc / "vocoder/vocoder.json").is_file() and (voc / "vocoder/vocoder.safetensors").is_file()
+    rec = json.loads((voc / "vocoder/vocoder.json").read_text())["record"]
+    assert rec["steps"] == 20 and rec["gan_start"] == 18
+    log = [json.loads(x) for x in (voc / "train.jsonl").read_text().splitlines()]
+    assert "d" in log[-1] and "stft" in log[0]  # generator-only warm-up, then GAN steps
+    from sqcodec.vocoder import load_vocoder
+
+    assert load_vocoder(voc / "vocoder").preset.name == "codec16k"
+    exp = work / "exp/smoke"
+    dev = keys(work / "data/dev/wav.scp")
+    lengths = {u: sf.info(p).frames for u, p in table(work / "data/dev/wav.scp").items()}
+    for sub in ("ref", "resyn", "L1", "L2", "L4"):
+        d = exp / f"decode_dev_{sub}"
+        assert sorted(p.stem for p in (d / "wav").glob("*.wav")) == dev, sub
+        for u in dev:
+            assert sf.info(d / "wav" / f"{u}.wav").frames == lengths[u]
+    for n in (1, 2, 4):
+        assert (
+            keys(exp / f"decode_dev_L{n}/feats.scp") == dev
+            and keys(exp / f"decode_dev_L{n}/codes.scp") == dev
+        )
+    scores = exp / "scores"
+    for name in ("resyn", "L1", "L2", "L4"):
+        assert (scores / f"dev_{name}.json").is_file() and (scores / f"dev_{name}.md").is_file()
+    summary = json.loads((scores / "summary.json").read_text())
+    rows = {r["decode"]: r for r in summary["rows"]}
+    assert list(rows) == ["resyn", "L1", "L2", "L4"]
+    for name, r in rows.items():
+        vals = [r["wav_log_mel_rmse"], r["stoi"], r["pesq_wb"]]
+        if name != "resyn":
+            vals += [r["bps"], r["feat_log_mel_rmse"], r["feat_mel_mse_db2"], *r["perplexity"]]
+        assert np.isfinite(np.array(vals, dtype=float)).all(), (name, r)
+    assert rows["L4"]["feat_log_mel_rmse"] <= rows["L1"]["feat_log_mel_rmse"]
+    assert rows["L4"]["bps"] == pytest.approx(4 * rows["L1"]["bps"])
+    assert "| dev | L4 |" in (scores / "summary.md").read_text()
+    assert (exp / "decode_dev_jobs/log/decode.1.log").read_text().rstrip().endswith("status=0")
+    assert (scores / "log/score.log").is_file()
+
+
+@pytest.mark.slow
+def test_recipe_vctk_stages_5_6_standardised_speakers(realaudio, tmp_path):
+    """vctk (hop 300, standardised features, speaker-conditioned decoder) through stages 0-3 with a tiny
+    model, then 5-6 with Griffin-Lim: speaker ids and de-standardisation in the shell pipeline."""
+    import json
+
+    build_vctk080(realaudio, tmp_path / "db")
+    work = tmp_path / "work"
+    work.mkdir()
+    tiny = (
+        "--set model.encoder.channels=16 model.decoder.hidden=8 model.decoder.speaker_dim=4 "
+        "model.quantizer.dim=8 model.quantizer.codebook_size=16 train.steps=4 train.batch_size=4 "
+        "train.val_every=4 train.ckpt_every=4 train.log_every=2 train.plot=false"
+    )
+    common = ("--ngpu", "0", "--tag", "tiny")
+    run_recipe(
+        "vctk", work, tmp_path / "db", "--stage", "0", "--stop_stage", "3", *common, "--train_args", tiny
+    )
+    run_recipe(
+        "vctk", work, tmp_path / "db", "--stage", "5", "--stop_stage", "6", *common, "--vocoder", "griffinlim"
+    )
+    exp = work / "exp/tiny"
+    test = keys(work / "data/test/wav.scp")
+    assert keys(exp / "decode_test_L1/feats.scp") == test and not (exp / "decode_test_L2").exists()
+    raw = ark_feats(work / "dump/test/raw/feats.scp")
+    dec = ark_feats(exp / "decode_test_L1/feats.scp")
+    for u in test:
+        assert dec[u].shape == raw[u].shape
+        # decoded features are back in the raw log10 domain (not standardised): same scale as the input
+        assert abs(dec[u].mean() - raw[u].mean()) < 3.0 and dec[u].mean() < -1.0
+        n = sf.info(exp / f"decode_test_ref/wav/{u}.wav").frames
+        assert sf.info(exp / f"decode_test_L1/wav/{u}.wav").frames == n and n // 300 + 1 == raw[u].shape[0]
+    info = json.loads((exp / "decode_test_L1/info.json").read_text())
+    assert info["feature_stats"].endswith("dump/train/stats.json") and info["preset"] == "vctk"
+    summary = json.loads((exp / "scores/summary.json").read_text())
+    assert [r["decode"] for r in summary["rows"]] == ["resyn", "L1"]
+    l1 = summary["rows"][1]
+    assert l1["bps"] == pytest.approx(4 * 40, rel=0.05)  # 40 latents/s x log2 16
+    assert l1["feat_log_mel_rmse_norm"] is not None and np.isfinite(l1["feat_mel_mse_db2"])
+
+
+def test_wave_metrics_without_pesq(monkeypatch):
+    import importlib.util
+
+    from sqcodec import recipe_eval
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pesq" else real(name, *a)
+    )
+    names, notes = recipe_eval.wave_metrics()
+    assert names == ["log_mel_rmse", "mel_mse_db2", "stoi"]
+    assert notes == ["pesq_wb: skipped, the 'pesq' package is not installed (pip install pesq)"]

@@ -39,9 +39,10 @@ def test_every_size_matches_hop_256(size):
     assert int(np.prod(GENERATOR_CONFIGS[size]["upsample_factors"])) == 256
 
 
-def test_hop_mismatch_is_refused():
+def test_hop_mismatch_is_refused_and_sizes_refactor_for_other_hops():
     with pytest.raises(ValueError, match="hop"):
-        HifiGanVocoder("vctk", "v3")  # hop 300
+        HifiGanVocoder("vctk", dict(GENERATOR_CONFIGS["v3"]))  # hop 300, factors 8·8·4
+    assert HifiGanVocoder("vctk", "v3").generator_config["upsample_factors"] == [10, 6, 5]
 
 
 def test_chunked_synthesis_matches_whole_input():

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # vctk: SQ-VAE on VCTK (0.80 or 0.92), mel preset vctk, train/test = 90/10 % of the utterances
 # The normalisation follows the preset's paper (--norm standardise|none overrides it).
-# Stages -1..3 of recipes/codec.sh (see README.md). Examples (run from this folder):
+# Stages -1..6 of recipes/codec.sh (see README.md). Examples (run from this folder):
 #   ./run.sh --db_root /data/vctk --stage 0 --stop_stage 2 --nj 8
-#   ./run.sh --stage 3 --ngpu 1 --conf conf/sqvae_gaussian_iv.yaml --tag my_run
+#   ./run.sh --stage 3 --stop_stage 3 --ngpu 1 --conf conf/sqvae_gaussian_iv.yaml --tag my_run
+#   ./run.sh --stage 4 --stop_stage 4 --ngpu 1             # HiFi-GAN vocoder -> exp/hifigan_<preset>_v3/vocoder
+#   ./run.sh --stage 5 --stop_stage 6 --nj 8 --tag my_run  # decode the test set(s), score -> exp/my_run/scores
 set -euo pipefail
 recipe_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 

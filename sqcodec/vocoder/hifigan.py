@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..audio.features import MelPreset, get_preset
+from .factors import generator_config_for_hop
 
 __all__ = [
     "GENERATOR_CONFIGS",
@@ -74,12 +75,14 @@ class VocoderError(ValueError):
     """A vocoder folder that cannot be used (one line naming the file)."""
 
 
-def generator_config(size: str | dict[str, Any]) -> dict[str, Any]:
+def generator_config(size: str | dict[str, Any], hop: int | None = None) -> dict[str, Any]:
+    """HifiganGenerator keyword arguments: a dict as given, else the named size (upsampling re-factored
+    for ``hop`` when its product differs, :func:`~sqcodec.vocoder.factors.generator_config_for_hop`)."""
     if isinstance(size, dict):
         return dict(size)
     if size not in GENERATOR_CONFIGS:
         raise ValueError(f"unknown HiFi-GAN size {size!r} (choose from {sorted(GENERATOR_CONFIGS)})")
-    return dict(GENERATOR_CONFIGS[size])
+    return dict(GENERATOR_CONFIGS[size]) if hop is None else generator_config_for_hop(size, hop)
 
 
 class HifiGanVocoder(nn.Module):
@@ -100,7 +103,7 @@ class HifiGanVocoder(nn.Module):
         from speechbrain.lobes.models.HifiGAN import HifiganGenerator
 
         self.preset = get_preset(preset)
-        self.generator_config = generator_config(generator)
+        self.generator_config = generator_config(generator, self.preset.hop_length)
         hop = int(np.prod(self.generator_config["upsample_factors"]))
         if hop != self.preset.hop_length:
             raise ValueError(

@@ -138,6 +138,7 @@ def train(args: argparse.Namespace) -> Path:
     device = torch.device(
         args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
+    vocoder = HifiGanVocoder(preset, args.size).to(device)  # a bad size/hop fails before any audio is read
     files = read_list(Path(args.train))
     waves = [load_mono(f, preset.sample_rate)[0].astype(np.float32) for f in files]
     valid = (
@@ -147,7 +148,6 @@ def train(args: argparse.Namespace) -> Path:
     )
     log.info("train: %d files, %.1f min", len(waves), sum(map(len, waves)) / preset.sample_rate / 60)
 
-    vocoder = HifiGanVocoder(preset, args.size).to(device)
     mpd, msd = MultiPeriodDiscriminator().to(device), MultiScaleDiscriminator().to(device)
     frontend = MelFrontEnd(preset).to(device)
     opt_g = torch.optim.AdamW(vocoder.parameters(), lr=args.lr, betas=(0.8, 0.99))
