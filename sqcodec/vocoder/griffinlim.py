@@ -4,6 +4,10 @@ Log-mel features -> linear-magnitude mel (:func:`sqcodec.audio.to_linear`) -> ma
 non-negative least squares through the preset's own Slaney filterbank -> phase by Griffin-Lim
 (Griffin & Lim 1984, with torchaudio's momentum variant). Only presets with centred STFTs and
 power-1 magnitudes are invertible this way (codec16k, vctk, zerospeech without its pre-emphasis).
+
+Long inputs run in chunks of ``chunk_frames`` frames, each with ``overlap_frames`` of context on both
+sides, cross-faded linearly over the ``2 * overlap_frames`` frames two chunks share: memory stays
+bounded by the chunk (inputs up to ``chunk_frames + 2 * overlap_frames`` frames are one chunk).
 """
 
 from __future__ import annotations
@@ -16,10 +20,40 @@ from sqcodec.audio.features import get_preset, mel_filterbank, to_linear
 
 
 def griffin_lim(
-    features: Tensor | np.ndarray, preset: str = "codec16k", n_iter: int = 64, length: int | None = None
+    features: Tensor | np.ndarray,
+    preset: str = "codec16k",
+    n_iter: int = 64,
+    length: int | None = None,
+    chunk_frames: int = 4096,
+    overlap_frames: int = 8,
 ) -> np.ndarray:
     """``(n_mels, frames)`` features of ``preset`` -> float32 waveform at the preset's rate
     (``length`` samples if given, else ``(frames - 1) * hop``)."""
+    feats = np.asarray(features, dtype=np.float32)
+    total = feats.shape[-1]
+    if total <= chunk_frames + 2 * overlap_frames:
+        return _griffin_lim(feats, preset, n_iter, length)
+    hop = get_preset(preset).hop_length
+    n_out = length if length is not None else (total - 1) * hop
+    out = np.zeros(max(n_out, total * hop), dtype=np.float64)
+    weight = np.zeros_like(out)
+    fade = 2 * overlap_frames * hop
+    for start in range(0, total, chunk_frames):
+        stop = min(start + chunk_frames, total)
+        a, b = max(0, start - overlap_frames), min(total, stop + overlap_frames)
+        w = _griffin_lim(feats[:, a:b], preset, n_iter, (b - a) * hop).astype(np.float64)
+        win = np.ones_like(w)
+        if a > 0:
+            win[:fade] = np.linspace(0.0, 1.0, fade, endpoint=False)
+        if b < total:
+            win[-fade:] = np.linspace(1.0, 0.0, fade, endpoint=False)
+        out[a * hop : a * hop + len(w)] += w * win
+        weight[a * hop : a * hop + len(w)] += win
+    out = out / np.maximum(weight, 1e-8)
+    return out[:n_out].astype(np.float32)
+
+
+def _griffin_lim(features: np.ndarray, preset: str, n_iter: int, length: int | None) -> np.ndarray:
     import torchaudio
 
     p = get_preset(preset)
