@@ -25,7 +25,18 @@ $(VENV)/.installed-%: pyproject.toml constraints.txt
 	@touch $@
 
 install: $(VENV)/.installed-vocoder
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(VENV)/.installed-libriabx
+
+# the reference ABX the cross-check test compares against; its PyPI wheels need numpy 1.x, so it is
+# built from source (a C compiler is needed; without one the cross-check test skips, or fails in CI)
+$(VENV)/.installed-libriabx: $(VENV)/.installed-test
+	@if command -v uv >/dev/null 2>&1; then \
+	  VIRTUAL_ENV=$(VENV) uv pip install -q -c constraints.txt --no-binary zerospeech-libriabx \
+	    "zerospeech-libriabx==1.0.5"; \
+	else \
+	  $(PY) -m pip install -q -c constraints.txt --no-binary zerospeech-libriabx "zerospeech-libriabx==1.0.5"; \
+	fi || echo "note: zerospeech-libriabx did not build; the ABX cross-check test will skip"
+	@touch $@
 
 demo: install
 	$(PY) -m sqcodec.cli demo $(if $(WAV),"$(WAV)")
