@@ -24,13 +24,13 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import io
 import json
 import math
 import os
 import re
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from .fsutil import create_temp as _create_temp
 
 __all__ = [
     "FORMAT_VERSION",
@@ -69,7 +71,8 @@ MAX_CODEBOOK = 1 << 20
 MAX_CODES = 1 << 27
 MAX_CHUNK_LATENTS = 1 << 24
 MAX_RATE = 10_000_000
-MAX_CHANNELS = 4096
+#: libsndfile reads and writes at most 1024 channels: more cannot come from an input nor be decoded
+MAX_CHANNELS = 1024
 MAX_ORIG_LENGTH = 1 << 48
 #: entropy coding: each coded layer's integer table sums to 2**precision, precision in this range
 TABLE_PRECISIONS = range(4, 17)
@@ -544,21 +547,33 @@ def write_codes(path: str | os.PathLike, cf: CodesFile, entropy: bool | str = "a
     except CodesFormatError as err:
         raise CodesFormatError(path, err.problem) from None
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    _check_replaceable(path)
+    tmp_name = None
     try:
+        fd, tmp_name = _create_temp(directory, f".{path.name}.", ".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+    except BaseException as err:
+        if tmp_name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+        if isinstance(err, OSError) and err.errno is not None:
+            # name the target, not the temporary file (or, for a failed write(), no file at all)
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from None
         raise
     return path
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse to rename a file over a device, FIFO or folder (``--force`` onto ``/dev/null`` as root would
+    otherwise replace the device node with a regular file)."""
+    if path.exists() and not path.is_file() and not path.is_symlink():
+        raise FileExistsError(
+            errno.EEXIST, "exists and is not a regular file (refusing to replace it)", str(path)
+        )
 
 
 # --------------------------------------------------------------------------------------------- reading

@@ -62,6 +62,13 @@ def _load(model: Path | None, device: str, vocoder: str = "auto") -> Any:
 
 def _pairs(src: Path, dst: Path, suffixes: tuple[str, ...], out_suffix: str, recursive: bool):
     """(input, output) pairs: one file, or the matching files of a folder mirrored under ``dst``."""
+    try:
+        return _find_pairs(src, dst, suffixes, out_suffix, recursive)
+    except OSError as err:  # e.g. an input or output folder that cannot be listed
+        fail(f"{err.filename or dst}: {err.strerror or err}")
+
+
+def _find_pairs(src: Path, dst: Path, suffixes: tuple[str, ...], out_suffix: str, recursive: bool):
     if src.is_dir():
         if dst.exists() and not dst.is_dir():
             fail(f"{dst}: output must be a folder when the input {src} is a folder")

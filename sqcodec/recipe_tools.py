@@ -31,6 +31,7 @@ Every file is written to a temporary name and renamed, so a failed run leaves no
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import random
@@ -53,10 +54,49 @@ def c_sorted(keys: Iterable[str]) -> list[str]:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to a temporary file beside ``path`` and rename it; on any error nothing is left and
+    the error is a :class:`RecipeError` naming ``path``."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _output_error(path, err) from None
+
+
+def _output_error(path: Path, err: OSError) -> RecipeError:
+    """A write to ``path`` (or its temporary file) failed: one line naming ``path``."""
+    return RecipeError(f"{path}: cannot write ({err.strerror or err})")
+
+
+@contextlib.contextmanager
+def _writing_table(out_prefix: Path):
+    """Guard for writing ``<out_prefix>.ark`` + ``.scp``: the previous ``.scp`` (and ``.utt2num_frames``)
+    go first, so an interrupted run never leaves a table pointing into a half-rewritten ark; on an error
+    the ark and the temporary scp are removed and a write error names the ark."""
+    ark, scp = _with_ext(out_prefix, ".ark"), _with_ext(out_prefix, ".scp")
+    tmp_scp = scp.with_name(f".{scp.name}.tmp")
+    try:
+        out_prefix.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (scp, _with_ext(out_prefix, ".utt2num_frames")):
+            stale.unlink(missing_ok=True)
+    except OSError as err:
+        raise _output_error(ark, err) from None
+    try:
+        yield ark, scp, tmp_scp
+    except BaseException as err:
+        for f in (ark, tmp_scp, scp, _with_ext(out_prefix, ".utt2num_frames")):  # all of this run's
+            with contextlib.suppress(OSError):
+                f.unlink()
+        if isinstance(err, OSError) and (
+            err.filename is None or str(err.filename) in (str(ark), str(tmp_scp))
+        ):
+            raise _output_error(ark, err) from None
+        raise
 
 
 def write_table(path: Path, table: dict[str, str]) -> None:
@@ -400,30 +440,28 @@ def extract_feats(
             items.append((utt, wavs[rec], float(start), float(end)))
     else:
         items = [(u, path, None, None) for u, path in wavs.items()]
-    out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    ark, scp = _with_ext(out_prefix, ".ark"), _with_ext(out_prefix, ".scp")
-    tmp_scp = scp.with_name(f".{scp.name}.tmp")
     frames = {}
     cache: dict[str, np.ndarray] = {}
-    with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
-        for utt, path, start, end in items:
-            if path.endswith("|"):
-                raise RecipeError(f"{wav_scp}: {utt}: pipe entries are not supported; list audio files")
-            if start is None:
-                feat = wave_to_features(path, p)
-            else:
-                if path not in cache:
-                    cache.clear()
-                    cache[path] = load_mono(path, p.sample_rate)[0]
-                wave = cache[path]
-                a = int(round(start * p.sample_rate))
-                b = len(wave) if float(end) < 0 else int(round(end * p.sample_rate))
-                feat = wave_to_features(wave[a:b], p, sample_rate=p.sample_rate)
-            mat = np.ascontiguousarray(feat.T, dtype=np.float32)  # Kaldi: (frames, dims)
-            writer(utt, mat)
-            frames[utt] = str(mat.shape[0])
-    os.replace(tmp_scp, scp)
-    write_table(out_prefix.with_name(out_prefix.name + ".utt2num_frames"), frames)
+    with _writing_table(out_prefix) as (ark, scp, tmp_scp):
+        with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
+            for utt, path, start, end in items:
+                if path.endswith("|"):
+                    raise RecipeError(f"{wav_scp}: {utt}: pipe entries are not supported; list audio files")
+                if start is None:
+                    feat = wave_to_features(path, p)
+                else:
+                    if path not in cache:
+                        cache.clear()
+                        cache[path] = load_mono(path, p.sample_rate)[0]
+                    wave = cache[path]
+                    a = int(round(start * p.sample_rate))
+                    b = len(wave) if float(end) < 0 else int(round(end * p.sample_rate))
+                    feat = wave_to_features(wave[a:b], p, sample_rate=p.sample_rate)
+                mat = np.ascontiguousarray(feat.T, dtype=np.float32)  # Kaldi: (frames, dims)
+                writer(utt, mat)
+                frames[utt] = str(mat.shape[0])
+        os.replace(tmp_scp, scp)
+        write_table(_with_ext(out_prefix, ".utt2num_frames"), frames)
     return len(items)
 
 
@@ -441,7 +479,12 @@ def compute_stats(scp: Path, out: Path, preset: str | None = None) -> dict:
         st.update(mat.T)  # (frames, dims) -> (dims, frames)
     if st.count == 0:
         raise RecipeError(f"{scp}: no frames")
-    st.save(out)
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        st.save(out)
+    except OSError as err:
+        raise _output_error(out, err) from None
     return {"utterances": st.num_utterances, "frames": st.count}
 
 
@@ -453,16 +496,16 @@ def normalize(scp: Path, stats: Path, out_prefix: Path) -> int:
 
     st = FeatureStats.load(stats)
     out_prefix = Path(out_prefix).absolute()
+    if Path(scp).absolute() == _with_ext(out_prefix, ".scp"):
+        raise RecipeError(f"{scp}: normalize would overwrite its input (give another --out)")
     mean, std = st.mean, st.std
-    ark, out_scp = _with_ext(out_prefix, ".ark"), _with_ext(out_prefix, ".scp")
-    out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    tmp_scp = out_scp.with_name(f".{out_scp.name}.tmp")
     n = 0
-    with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
-        for utt, mat in _load_scp(scp).items():
-            writer(utt, ((np.asarray(mat, np.float64) - mean) / std).astype(np.float32))
-            n += 1
-    os.replace(tmp_scp, out_scp)
+    with _writing_table(out_prefix) as (ark, out_scp, tmp_scp):
+        with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
+            for utt, mat in _load_scp(scp).items():
+                writer(utt, ((np.asarray(mat, np.float64) - mean) / std).astype(np.float32))
+                n += 1
+        os.replace(tmp_scp, out_scp)
     return n
 
 
@@ -672,6 +715,8 @@ def main(argv: list[str] | None = None) -> int:
         else:  # pragma: no cover
             raise AssertionError(a.cmd)
     except (RecipeError, ValueError, OSError, KeyError) as e:
+        if isinstance(e, OSError) and e.filename is not None:
+            e = f"{e.filename}: {e.strerror or e}"  # "path: problem", not "[Errno N] problem: 'path'"
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
         return 1

@@ -1,8 +1,10 @@
 """Hostile and unusual audio inputs through the ``sqcodec encode`` / ``decode`` CLI (DESIGN §6).
 
 The corpus is built by the test in ``tmp_path`` from real recordings (a LibriSpeech FLAC at 16 kHz and a
-VCTK FLAC at 48 kHz): every sample format, rate and channel count libsndfile writes for WAV, plus broken
-files (truncated, empty, header only, text, NaN/inf samples). Each case either succeeds (and ``decode``
+VCTK FLAC at 48 kHz): every sample format, rate and channel count libsndfile writes for WAV, the other
+containers and codecs it reads (FLAC, AIFF, CAF, W64, RF64, Ogg Vorbis, Opus, MP3), WAV headers whose
+fields lie (sizes, rate, channels, bits, format tag), plus broken files (truncated, empty, header only,
+text, NaN/inf samples). Each case either succeeds (and ``decode``
 restores rate, channels and length) or is refused with exactly one ``sqcodec: error: <file>: ...`` line
 on stderr, exit code 1 and nothing (not even a temporary file) left in the output folder. The outcome of
 every case is fixed in ``CASES``; ``pytest -s`` prints the table and the counts.
@@ -11,6 +13,7 @@ every case is fixed in ``CASES``; ``pytest -s`` prints the table and the counts.
 from __future__ import annotations
 
 import shutil
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,16 +83,38 @@ def _resampled(speech: dict, sr: int) -> np.ndarray:
     return soxr.resample(wave, src, sr).astype(np.float32) if sr != src else wave
 
 
-def _wav(name: str, subtype: str = "PCM_16", sr: int = 16000, channels: int = 1) -> Maker:
+def _wav(name: str, subtype: str = "PCM_16", sr: int = 16000, channels: int = 1, fmt: str = "WAV") -> Maker:
     def make(d: Path, speech: dict) -> Path:
         wave = 0.5 * _resampled(speech, sr)
         # distinct, decorrelated channels: the speech delayed by a few samples and scaled
         data = np.stack([np.roll(wave, 7 * c) * (1 - 0.08 * c) for c in range(channels)], axis=1)
         p = d / name
-        sf.write(str(p), data, sr, subtype=subtype, format="WAV")
+        sf.write(str(p), data, sr, subtype=subtype, format=fmt)
         return p
 
     return make
+
+
+def _lying_header(name: str, offset: int, fmt: str, value: int) -> Maker:
+    """A valid 16 kHz PCM_16 WAV of speech with one field of its canonical 44-byte header overwritten."""
+
+    def make(d: Path, speech: dict) -> Path:
+        src = _wav("base.wav")(d, speech)
+        data = bytearray(src.read_bytes())
+        src.unlink()
+        assert data[12:16] == b"fmt " and data[36:40] == b"data"
+        struct.pack_into(fmt, data, offset, value)
+        p = d / name
+        p.write_bytes(bytes(data))
+        return p
+
+    return make
+
+
+def _no_extension(d: Path, speech: dict) -> Path:
+    p = d / "recording"
+    sf.write(str(p), speech["16k"][0], 16000, subtype="PCM_16", format="WAV")
+    return p
 
 
 def _truncated(fraction: float | None = None, keep_bytes: int | None = None) -> Maker:
@@ -204,6 +229,14 @@ CASES: dict[str, tuple[Maker, str]] = {
     "wav float64": (_wav("f64.wav", "DOUBLE"), OK),
     "wav mu-law": (_wav("ulaw.wav", "ULAW"), OK),
     "wav ima-adpcm": (_wav("adpcm.wav", "IMA_ADPCM"), OK),
+    "flac pcm_24": (_wav("s24.flac", "PCM_24", fmt="FLAC"), OK),
+    "aiff pcm_24": (_wav("s24.aiff", "PCM_24", fmt="AIFF"), OK),
+    "caf float32": (_wav("f32.caf", "FLOAT", fmt="CAF"), OK),
+    "w64 pcm_16": (_wav("s16.w64", "PCM_16", fmt="W64"), OK),
+    "rf64 pcm_16": (_wav("s16.rf64", "PCM_16", fmt="RF64"), OK),
+    "ogg vorbis": (_wav("v.ogg", "VORBIS", fmt="OGG"), OK),
+    "ogg opus 48 kHz": (_wav("o.opus", "OPUS", sr=48000, fmt="OGG"), OK),
+    "mp3": (_wav("m.mp3", "MPEG_LAYER_III", sr=44100, fmt="MP3"), OK),
     "real flac 16 kHz (LibriSpeech)": (_real_file("16k"), OK),
     "real flac 48 kHz (VCTK)": (_real_file("48k"), OK),
     # channel counts
@@ -220,6 +253,21 @@ CASES: dict[str, tuple[Maker, str]] = {
     "float beyond full scale (+-4.0)": (_signal("loud.wav", lambda n: 4.0 * _square(n), subtype="FLOAT"), OK),
     "flac bytes named .wav": (_flac_named_wav, OK),
     "wav bytes named .mp3": (_wav_named_mp3, OK),
+    "wav bytes, no file extension": (_no_extension, OK),
+    # headers that lie (fields of the canonical 44-byte WAV header overwritten)
+    "header: RIFF size 4 GB": (_lying_header("riff.wav", 4, "<I", 0xFFFFFFF0), OK),
+    "header: data size 0xFFFFFFFF (streaming writer)": (
+        _lying_header("stream.wav", 40, "<I", 0xFFFFFFFF),
+        OK,
+    ),
+    "header: 13-bit samples in 16-bit words": (_lying_header("b13.wav", 34, "<H", 13), OK),
+    "header: 1 Hz (a resampling bomb)": (_lying_header("sr1.wav", 24, "<I", 1), REFUSED),
+    "header: 0 Hz": (_lying_header("sr0.wav", 24, "<I", 0), REFUSED),
+    "header: 4 GHz": (_lying_header("sr4g.wav", 24, "<I", 0xFFFFFFFF), REFUSED),
+    "header: 0 channels": (_lying_header("ch0.wav", 22, "<H", 0), REFUSED),
+    "header: 1000 channels": (_lying_header("ch1000.wav", 22, "<H", 1000), REFUSED),
+    "header: 0 bits per sample": (_lying_header("b0.wav", 34, "<H", 0), REFUSED),
+    "header: unknown format tag": (_lying_header("tag.wav", 20, "<H", 99), REFUSED),
     # broken files
     "truncated wav at 90%": (_truncated(0.9), REFUSED),
     "truncated wav at 50%": (_truncated(0.5), REFUSED),
@@ -286,8 +334,9 @@ def test_hostile_input(name, tmp_path, speech, model):
         (_nonfinite(-np.inf, where=-1), "first at 1.50 s", None),  # the last sample of 1.5 s
         (_signal("short.wav", lambda n: np.zeros(80), sr=16000), "too short: 80 samples", "resampl"),
         (_signal("short8k.wav", lambda n: np.zeros(100), sr=8000), "after resampling", None),
+        (_lying_header("sr1.wav", 24, "<I", 1), "implausible sample rate 1 Hz", None),
     ],
-    ids=["nan-position", "inf-position", "short-no-resampling", "short-resampled"],
+    ids=["nan-position", "inf-position", "short-no-resampling", "short-resampled", "rate-1-hz"],
 )
 def test_refusal_messages_are_accurate(tmp_path, speech, model, maker, want, unwanted):
     """The one-line reason states facts about the file: where the bad samples are, and "after

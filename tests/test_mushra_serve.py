@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -282,6 +283,131 @@ def test_submissions_are_appended_with_one_header(fresh_dir: Path) -> None:
     # a restarted server still knows the stored sessions
     with running(fresh_dir) as server:
         assert post(server, session(test, scores, sid))[0] == 409
+
+
+def test_binds_loopback_by_default(fresh_dir: Path) -> None:
+    """Neither the library nor the CLI listens beyond 127.0.0.1 unless told (and then only on loopback)."""
+    import inspect
+
+    with running(fresh_dir) as server:
+        assert server.server_address[0] == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
+    assert inspect.signature(make_server).parameters["host"].default == "127.0.0.1"
+    assert inspect.signature(cli_mushra.serve).parameters["host"].default.default == "127.0.0.1"
+
+
+def _raw(server, data: bytes, wait: float = 10.0) -> bytes:
+    """Send raw bytes on one connection and read until the server closes it."""
+    import socket
+
+    host, port = server.server_address[:2]
+    with socket.create_connection((host, port), timeout=wait) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_oversized_and_unframed_posts_are_refused(fresh_dir: Path) -> None:
+    """A body larger than MAX_BODY gets 413 before a byte of it is read; a POST without Content-Length 411;
+    a client that declares a body and stalls is dropped after the request timeout; none of it writes a
+    rating, and the server keeps answering."""
+    from sqcodec.mushra.server import MAX_BODY
+
+    test = json.loads((fresh_dir / "test.json").read_text())
+    with running(fresh_dir) as server:
+        server.request_timeout = 0.5
+        head = "POST /api/submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        # declared too large: refused from the header alone (the body is never sent)
+        answer = _raw(server, f"{head}Content-Length: {MAX_BODY + 1}\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.0 413") and f"larger than {MAX_BODY}".encode() in answer
+        answer = _raw(server, f"{head}Content-Length: {10**12}\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.0 413")
+        # a really oversized body sent in full (the client sees 413 or a reset, never a stored rating)
+        big = json.dumps({**session(test), "pad": "x" * (MAX_BODY + 10)}).encode()
+        try:
+            status, _, _ = request(server, "POST", "/api/submit", big, {"Content-Type": "application/json"})
+            assert status == 413
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        # no Content-Length (chunked): 411
+        answer = _raw(server, f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.0 411")
+        # declares 1000 bytes, sends 10 and stalls: dropped after request_timeout, no answer needed
+        t0 = time.monotonic()
+        _raw(server, f'{head}Content-Length: 1000\r\n\r\n{{"test_id"'.encode())
+        assert time.monotonic() - t0 < 5
+        assert post(server, session(test))[0] == 200  # still serving
+    rows = read_csv(fresh_dir)
+    assert len(rows) == 1 + 2 * 4  # the one good session only
+
+
+def test_concurrent_submissions_lose_nothing(fresh_dir: Path) -> None:
+    """20 threads x 10 sessions posted at once over loopback (plus each thread re-posting one of its
+    sessions, which must get 409) while a reader keeps parsing the CSV: every rating is stored exactly
+    once with its own score, the file always parses with whole rows, the header is written once."""
+    test = json.loads((fresh_dir / "test.json").read_text())
+    n_threads, per_thread = 20, 10
+    conds = [(t["id"], c["stimulus"]) for t in test["trials"] for c in t["conditions"]]
+    sent: dict[str, int] = {}
+    statuses: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(n_threads + 1)
+    stop = threading.Event()
+    torn: list[str] = []
+
+    def client(k: int, server) -> None:
+        start.wait()
+        for i in range(per_thread):
+            sid, score = str(uuid.uuid4()), (k * per_thread + i) % 101
+            data = session(test, dict.fromkeys((c for _, c in conds), score), sid)
+            status, _ = post(server, data)
+            with lock:
+                statuses.append(status)
+                if status == 200:
+                    sent[sid] = score
+            if i == per_thread // 2:
+                with lock:
+                    statuses.append(post(server, data)[0])  # the same session again: 409
+
+    def reader(csv_path: Path) -> None:
+        while not stop.is_set():
+            if csv_path.is_file():
+                text = csv_path.read_text(encoding="utf-8")
+                rows = list(csv.reader(text.splitlines()))
+                if not text.endswith("\n") or any(len(r) != len(HEADER) for r in rows):
+                    torn.append(text[-200:])
+            time.sleep(0.002)
+
+    with running(fresh_dir) as server:
+        threads = [threading.Thread(target=client, args=(k, server)) for k in range(n_threads)]
+        watcher = threading.Thread(target=reader, args=(server.csv_path,))
+        for t in (*threads, watcher):
+            t.start()
+        start.wait()
+        for t in threads:
+            t.join(120)
+        stop.set()
+        watcher.join(10)
+    assert not torn, torn[:2]
+    assert statuses.count(200) == n_threads * per_thread and statuses.count(409) == n_threads
+    assert len(statuses) == n_threads * (per_thread + 1)
+    rows = read_csv(fresh_dir)
+    assert rows[0] == HEADER and sum(r == HEADER for r in rows) == 1
+    body = [dict(zip(HEADER, r, strict=True)) for r in rows[1:]]
+    assert len(body) == n_threads * per_thread * len(conds)
+    keys = [(r["session_uuid"], r["trial_id"], r["rating_stimulus"]) for r in body]
+    assert len(set(keys)) == len(keys)  # every rating exactly once
+    assert {r["session_uuid"] for r in body} == set(sent)
+    assert all(int(r["rating_score"]) == sent[r["session_uuid"]] for r in body)  # no mixed sessions
+    leftovers = [p.name for p in (fresh_dir / "results" / "listening").iterdir()]
+    assert leftovers == ["mushra.csv"]
 
 
 # ----------------------------------------------------------------------------------------------------------

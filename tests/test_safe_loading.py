@@ -1,20 +1,26 @@
 """Nothing from a checkpoint, codec folder or .codes file is ever unpickled (DESIGN §4).
 
 A malicious pickle (an object whose ``__reduce__`` creates a marker file when unpickled) is planted as a
-training checkpoint, inside an otherwise valid checkpoint, as a codec folder's files and as a .codes file.
-Every loader (``load_checkpoint``, ``load_model``, ``load_codec``, ``sqcodec encode/decode/info``) must
-refuse it with a clean error, and the marker file must never appear. A source scan checks that no
+training checkpoint, inside an otherwise valid checkpoint, as a codec folder's files, as a HiFi-GAN
+vocoder folder's files (standalone and inside a codec folder), as the newest checkpoint of a vocoder
+training run and as a .codes file. Every loader (``load_checkpoint``, ``load_model``, ``load_codec``,
+``load_vocoder``, ``sqcodec encode/decode/info``, the vocoder trainer's ``--resume`` and ``--export``)
+must refuse it with a clean error (or skip it for an older checkpoint that loads), and the marker file
+must never appear. A source scan checks that no
 unsafe deserialiser is called anywhere in ``sqcodec/``.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import pathlib
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from helpers import MICRO_CODEC, run_cli
 
@@ -199,6 +205,91 @@ def test_cli_refuses_pickle_as_codes_file(tmp_path, marker, command):
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and lines[0].startswith(f"sqcodec: error: {codes}"), err
     assert list(out_dir.iterdir()) == []
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------ vocoders
+VOCODER_FILES = ("vocoder.safetensors", "vocoder.json")
+
+
+def _vocoder_folder(root: Path) -> Path:
+    from sqcodec.vocoder import HifiGanVocoder, save_vocoder
+
+    torch.manual_seed(0)
+    return save_vocoder(HifiGanVocoder("codec16k", "v3"), root / "voc")
+
+
+@pytest.mark.parametrize("planted", [*VOCODER_FILES, "both"])
+def test_load_vocoder_refuses_pickles(tmp_path, marker, planted):
+    """A vocoder folder (standalone, or inside a codec folder) whose weights and/or JSON config is a torch
+    pickle is refused by ``load_vocoder``, ``load_codec(vocoder=...)`` and ``sqcodec decode --vocoder``
+    (one line naming the file, exit 1, no output); the payload never runs."""
+    from sqcodec.vocoder import VocoderError, load_vocoder
+
+    voc = _vocoder_folder(tmp_path)
+    codec_dir = _codec_folder(tmp_path)
+    for name in VOCODER_FILES:  # the same vocoder inside the codec folder (what save_codec writes)
+        (codec_dir / name).write_bytes((voc / name).read_bytes())
+    for folder in (voc, codec_dir):
+        for name in VOCODER_FILES if planted == "both" else (planted,):
+            (folder / name).unlink()
+            torch.save({"generator": Evil(marker)}, folder / name)
+    with pytest.raises(VocoderError) as exc:
+        load_vocoder(voc)
+    assert str(voc) in str(exc.value) and "\n" not in str(exc.value)
+    for spec in (voc, "auto", "hifigan"):
+        with pytest.raises(CodecError) as exc:
+            load_codec(codec_dir, vocoder=spec)
+        assert "\n" not in str(exc.value) and ("voc" in str(exc.value) or "codec" in str(exc.value))
+    wav, codes = tmp_path / "tone.wav", tmp_path / "a.codes"
+    sf.write(wav, 0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000), 16000)
+    assert run_cli("encode", wav, codes, "--model", codec_dir)[0] == 0  # encoding needs no vocoder
+    out = tmp_path / "out"
+    out.mkdir()
+    for spec in (str(voc), "auto"):
+        code, _, err = run_cli("decode", codes, out / "a.wav", "--model", codec_dir, "--vocoder", spec)
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("sqcodec: error: "), err
+        assert list(out.iterdir()) == []
+    assert not marker.exists()
+
+
+def _vocoder_trainer_run(realaudio: Path, out: Path, steps: int, *extra: str) -> int:
+    from sqcodec.vocoder.train import main as vocoder_train
+
+    lst = out.parent / "voc_train.txt"
+    lst.write_text(f"{realaudio / 'speech/librispeech/test-other/2033/2033-164914-0000.flac'}\n")
+    args = ["--train", str(lst), "--out", str(out), "--size", "v3", "--batch", "1", "--segment", "2048"]
+    args += ["--steps", str(steps), "--gan-start", "100", "--ckpt-every", "1", "--log-every", "1"]
+    return vocoder_train([*args, "--device", "cpu", *extra])
+
+
+def test_vocoder_trainer_resume_and_export_never_unpickle(realaudio, tmp_path, marker):
+    """``python -m sqcodec.vocoder.train --resume`` / ``--export`` with a malicious pickle planted as the
+    newest checkpoint: it is refused (weights-only load), the newest checkpoint that loads is used, and the
+    payload never runs; with only the planted file there is nothing to export (a one-line exit)."""
+    from sqcodec.train.checkpoint import checkpoint_path, load_checkpoint
+    from sqcodec.vocoder import load_vocoder
+    from sqcodec.vocoder.train import main as vocoder_train
+
+    out = tmp_path / "voc_exp"
+    assert _vocoder_trainer_run(realaudio, out, 1) == 0
+    good = load_checkpoint(checkpoint_path(out, 1))
+    evil = checkpoint_path(out, 9)
+    torch.save({**good, "step": 9, "extra": Evil(marker)}, evil)  # a valid checkpoint plus a payload
+    assert vocoder_train(["--out", str(out), "--export", str(tmp_path / "voc")]) == 0
+    assert load_vocoder(tmp_path / "voc").record["steps"] == 1  # step 9 was refused
+    assert _vocoder_trainer_run(realaudio, out, 2, "--resume") == 0  # resumes from step 1, not 9
+    assert load_checkpoint(checkpoint_path(out, 2))["step"] == 2
+    rows = (out / "train.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1, 2]
+    only_evil = tmp_path / "only_evil"
+    evil2 = checkpoint_path(only_evil, 5)
+    evil2.parent.mkdir(parents=True)
+    torch.save(Evil(marker), evil2)
+    with pytest.raises(SystemExit) as exc:
+        vocoder_train(["--out", str(only_evil), "--export", str(tmp_path / "voc2")])
+    assert "no checkpoint to export" in str(exc.value.code) and not (tmp_path / "voc2").exists()
     assert not marker.exists()
 
 

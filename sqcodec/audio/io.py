@@ -11,9 +11,9 @@ are renamed into place, so a failed write leaves no partial file and never clobb
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import soxr
+
+from ..fsutil import create_temp as _create_temp
 
 __all__ = [
     "AudioError",
@@ -38,6 +40,10 @@ __all__ = [
 RESAMPLE_QUALITY = "HQ"
 
 _EXT_FORMATS = {"aif": "AIFF", "aiff": "AIFF", "oga": "OGG", "opus": "OGG"}
+
+#: Sample rates accepted on input (below: no audio format; above: beyond any converter, 768 kHz DXD x 4)
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 3_072_000
 
 
 class AudioError(ValueError):
@@ -106,6 +112,15 @@ def _check_wav_truncation(path: Path) -> None:
             pos += 8 + csize + (csize & 1)
 
 
+def _check_rate(path: Path, sr: int) -> None:
+    """Refuse a sample rate no audio file has: a 48 KB WAV whose header says 1 Hz would otherwise be
+    resampled to hours of audio (16 000 x its length, gigabytes of memory) before anything else fails."""
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            path, f"implausible sample rate {sr} Hz (audio files are {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
+        )
+
+
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Header information without decoding the samples (raises :class:`AudioError` like ``read_audio``)."""
     path = Path(path)
@@ -114,6 +129,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         info = sf.info(str(path))
     except (sf.SoundFileError, RuntimeError) as exc:
         raise _open_error(path, exc) from None
+    _check_rate(path, int(info.samplerate))
     return AudioInfo(
         str(path), int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype
     )
@@ -131,8 +147,9 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         with sf.SoundFile(str(path)) as f:
             declared = f.frames
             fmt = f.format
-            data = f.read(dtype="float32", always_2d=True)
             sr = int(f.samplerate)
+            _check_rate(path, sr)  # before reading: a lying header must not cost a resampling bomb
+            data = f.read(dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as exc:
         raise _open_error(path, exc) from None
     if fmt == "WAV":
@@ -143,8 +160,6 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         )
     if data.shape[0] == 0:
         raise AudioError(path, "no audio samples (zero length)")
-    if sr <= 0:
-        raise AudioError(path, f"invalid sample rate {sr}")
     finite = np.isfinite(data)
     if not finite.all():
         bad = int(data.size - np.count_nonzero(finite))
@@ -193,29 +208,64 @@ def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
 
     The temporary name keeps the target's suffix (so tools that infer formats from it still work). The
-    file gets the permissions a plain ``open(path, "w")`` would give.
+    file gets the permissions a plain ``open(path, "w")`` would give. An ``OSError`` of creating, writing,
+    syncing or renaming the file (no permission, disk full, read-only file system) is raised naming
+    ``path`` (not the temporary file).
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
+        blocker = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise AudioError(path, f"cannot write into {directory}: {blocker} is not a folder")
         raise AudioError(path, f"output folder {directory} does not exist")
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=(path.suffix if suffix is None else suffix) + ".tmp", dir=directory
-    )
+    if path.exists() and not path.is_file() and not path.is_symlink():
+        # renaming over a device or FIFO (``--force`` onto /dev/null as root) would replace the node
+        raise AudioError(path, "exists and is not a regular file (refusing to replace it)")
+    try:
+        fd, tmp_name = _create_temp(
+            directory, f".{path.name}.", (path.suffix if suffix is None else suffix) + ".tmp"
+        )
+    except OSError as err:
+        raise _naming(err, path) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(err, OSError) and err.filename in (None, tmp_name):
+            raise _naming(err, path) from None  # a failed write() names no file: name the target
         raise
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """``err`` about ``path`` (not the temporary file beside it)."""
+    if err.errno is None:
+        return err
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))
+
+
+def _write_problem(directory: Path, exc: Exception) -> str:
+    """Why libsndfile could not write: it reports only "System error" for a full disk, so look."""
+    try:
+        st = os.statvfs(directory)
+        if st.f_bavail * st.f_frsize < (1 << 16):
+            return os.strerror(errno.ENOSPC)
+    except (OSError, AttributeError):
+        pass
+    msg = str(exc)
+    if msg.startswith("Error opening") and ": " in msg:
+        msg = msg.split(": ", 1)[1]  # drop the temporary file's name
+    if "System error" in msg:  # the C errno of the failed call, which soundfile's cffi keeps
+        code = getattr(getattr(sf, "_ffi", None), "errno", 0)
+        if isinstance(code, int) and code > 0:
+            return os.strerror(code)
+    return msg.rstrip(".")
 
 
 def _format_for(path: Path) -> str:
@@ -262,5 +312,5 @@ def write_audio(path: str | os.PathLike, wave: Any, sr: int, subtype: str = "PCM
         try:
             sf.write(str(tmp), data, int(sr), subtype=subtype, format=fmt)
         except (sf.SoundFileError, RuntimeError) as exc:
-            raise AudioError(path, f"cannot write audio: {exc}") from None
+            raise AudioError(path, f"cannot write audio ({_write_problem(tmp.parent, exc)})") from None
     return path

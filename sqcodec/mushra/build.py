@@ -134,6 +134,32 @@ def _match(ref: dict[str, Path], folder: Path, files: dict[str, Path], what: str
     return out
 
 
+def _is_output_error(exc: BaseException, tmp: Path, out: Path) -> bool:
+    """Whether ``exc`` is about writing the test (disk full, no permission), not about an input."""
+    from ..audio.io import AudioError
+
+    if isinstance(exc, AudioError):
+        where = exc.path
+    elif isinstance(exc, OSError) and exc.errno is not None:
+        where = exc.filename
+        if where is None:
+            return True  # a failed write() names no file; inputs are read by load_mono (AudioError)
+    else:
+        return False
+    where = Path(str(where)).absolute()
+    return any(where == p or where.is_relative_to(p) for p in (tmp.absolute(), out.absolute()))
+
+
+def _output_error(out: Path, exc: BaseException) -> MushraError:
+    from ..audio.io import AudioError
+
+    if isinstance(exc, AudioError):
+        problem = re.sub(r"^cannot write audio \((.*)\)$", r"\1", exc.problem)
+    else:
+        problem = getattr(exc, "strerror", None) or str(exc)
+    return MushraError(f"{out}: cannot write the test ({problem})")
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -301,8 +327,11 @@ def build_test(
                 "set --sample-rate)"
             )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    except OSError as exc:
+        raise _output_error(out, exc) from None
     notes: list[str] = []
     width = max(2, len(str(len(keys))))
     results_id = sanitize_test_id(test_id)
@@ -457,9 +486,11 @@ def build_test(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
+        if _is_output_error(exc, tmp, out):
+            raise _output_error(out, exc) from None
         raise
     conditions = [HIDDEN_REFERENCE, *names, *anchor_names]
     return BuildResult(

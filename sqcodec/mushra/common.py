@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..fsutil import create_temp as _create_temp
 
 __all__ = [
     "ANCHORS",
@@ -100,21 +102,28 @@ def load_test(test_dir: str | os.PathLike) -> dict[str, Any]:
 
 def write_text_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
     """Write ``text`` (str as UTF-8, or bytes) to a temporary file beside ``path``, fsync, then rename it
-    onto ``path``: readers see the old or the new file, never a partial one."""
+    onto ``path``: readers see the old or the new file, never a partial one. The file gets the permissions
+    ``open(path, "w")`` gives; an ``OSError`` (disk full, no permission) names ``path`` and leaves no
+    temporary file."""
     path = Path(path)
     data = text.encode("utf-8") if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.exists() and not path.is_file() and not path.is_symlink():  # a device, FIFO or folder
+        raise FileExistsError(
+            errno.EEXIST, "exists and is not a regular file (refusing to replace it)", str(path)
+        )
+    tmp = None
     try:
+        fd, tmp = _create_temp(path.parent, f".{path.name}.", ".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno is not None:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from None
         raise
     return path

@@ -163,10 +163,17 @@ def validate_submission(test: dict[str, Any], data: Any) -> tuple[str, list[list
 
 
 class MushraServer(ThreadingHTTPServer):
-    """Serves one test folder; ``csv_path`` is where ratings go."""
+    """Serves one test folder; ``csv_path`` is where ratings go.
+
+    Each connection gets ``request_timeout`` seconds per read (a client that declares a body and stalls
+    is dropped instead of holding a thread forever); ``request_queue_size`` lets a class of listeners
+    submit at the same moment without their connections waiting for SYN retries.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
+    request_timeout: float = 30.0
 
     def __init__(self, test_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False):
         self.test_dir = Path(test_dir).resolve()
@@ -224,6 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: MushraServer
     server_version = "sqcodec-mushra"
     sys_version = ""
+
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # socket timeout of this connection's reads
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         if not self.server.quiet:

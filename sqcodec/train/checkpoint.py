@@ -14,18 +14,20 @@ so a crash leaves either the old file or the new one, never a torn one.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import pickle
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..fsutil import create_temp as _create_temp
 
 FORMAT = "sqcodec-train-checkpoint"
 VERSION = 1
@@ -36,6 +38,12 @@ _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the run."""
+
+
+class OutputError(CheckpointError):
+    """A file of the experiment folder that cannot be written (no permission, disk full, read-only file
+    system, a file where a folder should be): one line naming the file. A :class:`CheckpointError`, so
+    every command that reports checkpoint problems in one line reports this one too."""
 
 
 # ------------------------------------------------------------------------------------------- atomic IO
@@ -53,24 +61,41 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write(path: str | Path, write_fn) -> Path:
-    """Call ``write_fn(fileobj)`` on a temp file beside ``path``, fsync it and rename it over ``path``."""
+    """Call ``write_fn(fileobj)`` on a temp file beside ``path``, fsync it and rename it over ``path``.
+
+    The file gets the permissions ``open(path, "w")`` gives. An ``OSError`` of the write (disk full, no
+    permission, read-only file system) is raised naming ``path``, and no temporary file is left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.exists() and not path.is_file() and not path.is_symlink():  # a device, FIFO or folder
+        raise FileExistsError(
+            errno.EEXIST, "exists and is not a regular file (refusing to replace it)", str(path)
+        )
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(path.parent, f".{path.name}.", ".tmp")
         with os.fdopen(fd, "wb") as f:
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as err:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, tmp):
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from None
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def output_error(err: OSError, default: str | Path) -> OutputError:
+    """``err`` (raised while writing the experiment folder ``default``) as an :class:`OutputError`."""
+    where = err.filename if err.filename is not None else default
+    return OutputError(f"{where}: cannot write ({err.strerror or err})")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -594,6 +594,15 @@ def _sha1_lines(lines: list[str]) -> str:
     return hashlib.sha1("".join(f"{x}\n" for x in lines).encode()).hexdigest()
 
 
+def _inside(filename: object, folder: Path) -> bool:
+    """Whether an ``OSError``'s file is the experiment folder, inside it, or a file above it (ENOTDIR)."""
+    try:
+        f, d = Path(os.fsdecode(filename)).absolute(), Path(folder).absolute()  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return f == d or f.is_relative_to(d) or d.is_relative_to(f)
+
+
 def default_exp_dir(cfg: dict, config_path: Path) -> Path:
     if cfg["train"].get("exp_dir"):
         return Path(cfg["train"]["exp_dir"])
@@ -620,6 +629,12 @@ def train(
     try:
         trainer = Trainer(cfg, exp_dir, resume=resume, model_builder=model_builder, dist_info=info)
         trainer.fit()
+    except OSError as err:
+        # the experiment folder cannot be written (no permission, disk full, a file in the way): one line
+        # naming the file instead of a traceback; errors about other files (inputs) pass unchanged
+        if err.filename is None or _inside(err.filename, exp_dir):
+            raise ckpt_mod.output_error(err, exp_dir) from None
+        raise
     finally:
         if trainer is not None:
             trainer.close()
