@@ -19,11 +19,13 @@ app = typer.Typer(
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that describe bad input (a config, data or checkpoint), reported in one line."""
     from sqcodec.audio import AudioError
+    from sqcodec.bitstream import CodesFormatError
+    from sqcodec.codec import CodecError
     from sqcodec.train.checkpoint import CheckpointError
     from sqcodec.train.config import ConfigError
     from sqcodec.train.data import DataError
 
-    return (AudioError, CheckpointError, ConfigError, DataError)
+    return (AudioError, CheckpointError, CodecError, CodesFormatError, ConfigError, DataError)
 
 
 @app.command()
@@ -42,6 +44,8 @@ def train(
         exp = run_training(config, resume=resume, overrides=list(set_), out_dir=out)
     except _user_errors() as e:
         fail(e)
+    except OSError as e:  # a safety net: the trainer reports its own output errors as OutputError
+        fail(f"{e.filename or out or config}: {e.strerror or e}")
     typer.echo(f"experiment folder: {exp}")
 
 
@@ -66,25 +70,26 @@ def plot(
 def demo(
     wav: Path | None = typer.Argument(None, help="Audio file to code (default: a clip made by the demo)."),
     out: Path = typer.Option(Path("demo"), "--out", "-o", help="Output folder."),
-    steps: int = typer.Option(300, "--steps", help="Training steps of the tiny model."),
 ) -> None:
-    """Train a tiny RSQ-VAE on one clip, then encode and decode it with 1..L layers."""
+    """Encode a file with the embedded default codec and decode it with 1, 2, 4 and 8 layers."""
     from sqcodec.demo import run_demo
 
     if wav is not None and not wav.is_file():
         fail(f"{wav}: file not found")
     try:
-        run_demo(wav, out, steps=steps)
+        run_demo(wav, out)
     except _user_errors() as e:
         fail(e)
 
 
 def _register_subcommands() -> None:
     """Commands defined next to the library code they call (each module has ``register(app)``)."""
-    from sqcodec import cli_codec, cli_eval
+    from sqcodec import cli_abx, cli_codec, cli_eval, cli_mushra
 
+    cli_abx.register(app)
     cli_codec.register(app)
     cli_eval.register(app)
+    cli_mushra.register(app)
 
 
 _register_subcommands()

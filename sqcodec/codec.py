@@ -71,6 +71,9 @@ EXPORT_FORMAT = "sqcodec-codec"
 EXPORT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+#: decode refuses a header whose restored output (channels x samples, float32) would exceed this: a hostile
+#: file of a few bytes may claim a 10 MHz rate and 1,024 channels
+MAX_DECODE_BYTES = 8 * 2**30
 #: default length of an inference chunk (seconds of audio); codes do not depend on it
 DEFAULT_CHUNK_SECONDS = 30.0
 
@@ -453,6 +456,14 @@ class Codec:
                 codes_path,
                 f"header lengths are inconsistent ({cf.orig_length} samples at {cf.orig_sample_rate} Hz, "
                 f"{n} at {self.sample_rate} Hz, {cf.num_latents} latents)",
+            )
+        out_bytes = cf.orig_length * cf.orig_channels * 4
+        if out_bytes > MAX_DECODE_BYTES:
+            raise CodesFormatError(
+                codes_path,
+                f"the header asks for {cf.orig_channels} channels x {cf.orig_length} samples at "
+                f"{cf.orig_sample_rate} Hz ({out_bytes / 2**30:.1f} GiB of output; the limit is "
+                f"{MAX_DECODE_BYTES / 2**30:.0f} GiB)",
             )
         feats = self.decode(torch.from_numpy(cf.codes)[None], length=frames)[0]
         wave = self.vocode(feats, length=n)

@@ -37,3 +37,21 @@ def realaudio() -> Path:
             pytest.fail(f"SQCODEC_REQUIRE_DATA=1 but {msg}")
         pytest.skip(msg)
     return root
+
+
+def _drop_unimportable_lazy_modules() -> None:
+    """SpeechBrain registers lazy modules (e.g. its k2 integration) that raise ImportError on any attribute
+    access; Hypothesis scans ``sys.modules`` for ``__file__`` and would crash on them once speechbrain
+    is imported by an earlier test. Drop the entries that cannot even report their file."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        try:
+            getattr(module, "__file__", None)
+        except Exception:  # noqa: BLE001 - whatever the lazy import raises
+            del sys.modules[name]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        _drop_unimportable_lazy_modules()

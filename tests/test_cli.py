@@ -13,7 +13,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "sqcodec" / "configs" / "tiny.yam
 
 def test_all_commands_are_registered() -> None:
     out = CliRunner().invoke(app, ["--help"]).output
-    for name in ("encode", "decode", "info", "score", "train", "plot", "demo"):
+    for name in ("encode", "decode", "info", "score", "train", "plot", "demo", "mushra", "abx"):
         assert name in out
 
 

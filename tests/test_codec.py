@@ -286,3 +286,19 @@ def test_decode_applies_gain_and_checks_lengths(codec, realaudio, tmp_path):
     with pytest.raises(CodesFormatError, match="inconsistent"):
         codec.decode_file(tmp_path / "bad.codes", tmp_path / "bad.wav")
     assert not (tmp_path / "bad.wav").exists()
+
+
+def test_decode_refuses_a_header_asking_for_gigabytes(codec, realaudio, tmp_path):
+    """A consistent but hostile header (10 MHz, 1,024 channels) is refused before anything is allocated."""
+    import dataclasses
+
+    from sqcodec.bitstream import write_codes
+
+    cf = codec.encode_file(realaudio / STEREO_44K, tmp_path / "x.codes")
+    rate = 10_000_000
+    length = round(cf.orig_length / cf.orig_sample_rate * rate)
+    bomb = dataclasses.replace(cf, orig_sample_rate=rate, orig_channels=1024, orig_length=length)
+    write_codes(tmp_path / "bomb.codes", bomb)
+    with pytest.raises(CodesFormatError, match="GiB"):
+        codec.decode_file(tmp_path / "bomb.codes", tmp_path / "bomb.wav")
+    assert not (tmp_path / "bomb.wav").exists()

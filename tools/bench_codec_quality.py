@@ -78,7 +78,8 @@ def main() -> int:
     if args.limit:
         files = files[: args.limit]
     layers = [n for n in args.layers if n <= codec.num_layers]
-    systems = ["vocoder_gt", "griffinlim_gt"] + [f"codec_{n}" for n in layers]
+    systems = (["vocoder_gt"] if codec.vocoder is not None else []) + ["griffinlim_gt"]
+    systems += [f"codec_{n}" for n in layers]
     rows: dict[str, list[dict]] = {s: [] for s in systems}
     sizes = {"packed": 0, "entropy": 0, "seconds": 0.0}
     t0 = time.perf_counter()
@@ -87,8 +88,9 @@ def main() -> int:
         feats = mel_features(wave, preset)
         n = len(wave)
         name = str(Path(f).relative_to(root))
-        voc = codec.vocode(feats, length=n)
-        rows["vocoder_gt"].append({"file": name, "logmel_rmse": 0.0, **audio_metrics(wave, voc, sr)})
+        if codec.vocoder is not None:
+            voc = codec.vocode(feats, length=n)
+            rows["vocoder_gt"].append({"file": name, "logmel_rmse": 0.0, **audio_metrics(wave, voc, sr)})
         gl = griffin_lim(feats, preset.name, n_iter=args.griffinlim_iters, length=n)
         rows["griffinlim_gt"].append({"file": name, "logmel_rmse": 0.0, **audio_metrics(wave, gl, sr)})
         codes = codec.encode(torch.from_numpy(wave), sr)[0]
@@ -182,7 +184,8 @@ def markdown(r: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for s in r["summary"]:
-        name = label.get(s["system"], f"sqcodec `--layers {s['layers']}`")
+        voc = "HiFi-GAN" if r["vocoder"] != "griffinlim" else "Griffin-Lim"
+        name = label.get(s["system"], f"sqcodec `--layers {s['layers']}` ({voc})")
         bps = f"{s['bps']:.0f}" if s["bps"] else "-"
         rmse = f"{s['logmel_rmse']:.3f}" if s["layers"] else "0 (input mels)"
         lines.append(

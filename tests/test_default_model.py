@@ -1,0 +1,97 @@
+"""The embedded default codec (sqcodec/pretrained/default): what it is, where it came from, and that it
+codes held-out speech better with every added layer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from helpers import run_cli
+
+from sqcodec.audio import load_mono, mel_features
+from sqcodec.codec import DEFAULT_MODEL_DIR, load_codec
+from sqcodec.data import speech_list
+from sqcodec.vocoder import HifiGanVocoder
+
+HELDOUT_SPEAKERS = [
+    line.strip()
+    for line in (DEFAULT_MODEL_DIR.parents[1] / "data" / "heldout_speakers.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return load_codec(None)
+
+
+def test_default_model_is_rsq_8_layers_at_most_3_kbps(codec):
+    assert codec.num_layers == 8 and codec.codebook_sizes == [256] * 8
+    assert codec.latent_rate == 31.25 and codec.preset.name == "codec16k"
+    assert [codec.bits_per_second(n) for n in (1, 2, 4, 8)] == [250, 500, 1000, 2000]
+    assert type(codec.model.quantizer).__name__ == "ResidualSQ"
+    # the HiFi-GAN always ships; config.json names the vocoder decode uses by default
+    default = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())["default_vocoder"]
+    assert default in ("hifigan", "griffinlim")
+    assert (codec.vocoder is None) == (default == "griffinlim")
+    voc = load_codec(None, vocoder="hifigan").vocoder
+    assert isinstance(voc, HifiGanVocoder) and voc.preset == codec.preset
+
+
+def test_training_record_and_attributions():
+    rec = json.loads((DEFAULT_MODEL_DIR / "TRAINING.json").read_text())
+    assert rec["codec"]["config"]["model"]["quantizer"]["num_layers"] == 8
+    assert rec["codec"]["step"] > 0 and rec["vocoder"]["steps"] > 0
+    assert len(rec["commit"]) == 40
+    trained = (DEFAULT_MODEL_DIR / "training_list.txt").read_text().split()
+    assert len(trained) == rec["data"]["files"] > 0
+    # only the CC-BY / public-domain corpora, no held-out speaker
+    assert all(
+        t.split("/")[1] in {"vctk16k", "vctk48k", "librispeech", "ljspeech", "cmu_arctic"} for t in trained
+    )
+    for spk in HELDOUT_SPEAKERS:
+        corpus, who = spk.split("/")
+        assert not any(t.split("/")[1] == corpus and f"/{who}/" in t for t in trained), spk
+    text = (DEFAULT_MODEL_DIR / "ATTRIBUTION.md").read_text()
+    for corpus in ("VCTK", "LibriSpeech", "LJSpeech", "CMU ARCTIC"):
+        assert corpus in text
+
+
+def test_more_layers_code_held_out_speech_better(codec, realaudio):
+    """Mean held-out log-mel RMSE at --layers 1, 2, 4 falls strictly; 8 layers are no worse than 4.
+
+    (The shipped model's layers 5-8 add almost nothing: 0.701 -> 0.699 over all 32 held-out files,
+    BENCHMARKS.md §3; the strict 4 -> 8 gain is an open item, not asserted here.)"""
+    files = speech_list("heldout", realaudio)[::5]
+    curves = []
+    for f in files:
+        wave, _ = load_mono(f, 16000)
+        ref = mel_features(wave, codec.preset)
+        codes = codec.encode(torch.from_numpy(wave), 16000)
+        row = []
+        for n in (1, 2, 4, 8):
+            dec = codec.decode(codes[:, :n])[0][..., : ref.shape[-1]]
+            row.append(float(((dec - ref) ** 2).mean().sqrt()))
+        curves.append(row)
+    r1, r2, r4, r8 = np.mean(curves, axis=0)
+    assert r1 > r2 > r4, (r1, r2, r4)
+    assert r8 <= r4 + 0.01, (r4, r8)
+    assert r8 < 0.9  # the same architecture untrained: 4.8 on the first held-out file
+
+
+def test_cli_round_trip_on_the_default_model(realaudio, tmp_path):
+    src = sorted((realaudio / "speech/vctk48k/p301").rglob("*.flac"))[0]  # held-out, 48 kHz
+    codes, wav = tmp_path / "a.codes", tmp_path / "a.wav"
+    code, out, err = run_cli("encode", src, codes)
+    assert code == 0, err
+    assert "8 of 8 layers, 2.000 kbps nominal" in out
+    code, out, err = run_cli("decode", codes, wav, "--layers", "4", "--vocoder", "hifigan")
+    assert code == 0, err
+    assert "4 layers, 1.000 kbps, HiFi-GAN" in out
+    a, b = sf.info(src), sf.info(wav)
+    assert (b.samplerate, b.channels, b.frames) == (a.samplerate, a.channels, a.frames)
+    y, _ = sf.read(wav)
+    assert np.isfinite(y).all() and np.abs(y).max() > 1e-2
