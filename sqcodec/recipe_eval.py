@@ -504,7 +504,8 @@ def score_sets(
     metrics: str | Sequence[str] | None = None,
 ) -> list[Path]:
     """Score every decode folder of ``sets`` (see the module docstring): ``out_dir/<set>_<name>.{json,md}``
-    for ``name`` in ``resyn``, ``L1``, ... and ``out_dir/summary.{md,json}``. Returns the written paths."""
+    for ``name`` in ``resyn``, ``L1``, ..., ``out_dir/summary.{md,json}`` and the one-page
+    ``out_dir/report.md`` with spectrogram comparisons (:mod:`sqcodec.eval.report`). Returns the paths."""
     import kaldiio
 
     from .audio import FeatureStats, get_preset
@@ -558,6 +559,11 @@ def score_sets(
             write_text_atomic(base.with_suffix(".md"), md)
             written.append(base.with_suffix(".md"))
     written += write_summary(out_dir, sets)
+    from .eval.report import write_experiment_report
+
+    written += write_experiment_report(
+        exp_dir, out_dir, sets, {s: _decode_dirs(exp_dir, s) for s in sets}, p.name
+    )
     return written
 
 

@@ -719,6 +719,15 @@ def test_decode_and_score_codec_griffinlim(realaudio, tmp_path):
         assert all(f"| {f.stem} |" in (out / f"test_L{n}.md").read_text() for f in files)
     md = (out / "summary.md").read_text()
     assert "| test | L4 |" in md and "mel dB²" in md and "griffinlim" in md
+    # the one-page report: the summary table and a spectrogram comparison per example utterance
+    report = (out / "report.md").read_text()
+    assert "| test | L4 |" in report
+    pngs = sorted((out / "spectrograms").glob("test_*.png"))
+    assert len(pngs) == 2 and all(f"spectrograms/{p.name}" in report for p in pngs)
+    from PIL import Image
+
+    with Image.open(pngs[0]) as im:  # reference + resyn + 3 layer counts = 5 panels of 1.7 in at 90 dpi
+        assert im.format == "PNG" and im.size == (8 * 90, round(5 * 1.7 * 90))
 
 
 def test_decode_speaker_model_standardised(realaudio, tmp_path):
