@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import errno
 import io
 import json
 import math
@@ -39,7 +38,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .fsutil import create_temp as _create_temp
+from .fsutil import atomic_write
 
 __all__ = [
     "FORMAT_VERSION",
@@ -546,34 +545,7 @@ def write_codes(path: str | os.PathLike, cf: CodesFile, entropy: bool | str = "a
         data = to_bytes(cf, entropy)
     except CodesFormatError as err:
         raise CodesFormatError(path, err.problem) from None
-    directory = path.parent if str(path.parent) else Path(".")
-    _check_replaceable(path)
-    tmp_name = None
-    try:
-        fd, tmp_name = _create_temp(directory, f".{path.name}.", ".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as err:
-        if tmp_name is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-        if isinstance(err, OSError) and err.errno is not None:
-            # name the target, not the temporary file (or, for a failed write(), no file at all)
-            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from None
-        raise
-    return path
-
-
-def _check_replaceable(path: Path) -> None:
-    """Refuse to rename a file over a device, FIFO or folder (``--force`` onto ``/dev/null`` as root would
-    otherwise replace the device node with a regular file)."""
-    if path.exists() and not path.is_file() and not path.is_symlink():
-        raise FileExistsError(
-            errno.EEXIST, "exists and is not a regular file (refusing to replace it)", str(path)
-        )
+    return atomic_write(path, lambda f: f.write(data))
 
 
 # --------------------------------------------------------------------------------------------- reading

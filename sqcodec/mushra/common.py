@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import create_temp as _create_temp
+from ..fsutil import atomic_write
 
 __all__ = [
     "ANCHORS",
@@ -105,25 +103,5 @@ def write_text_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
     onto ``path``: readers see the old or the new file, never a partial one. The file gets the permissions
     ``open(path, "w")`` gives; an ``OSError`` (disk full, no permission) names ``path`` and leaves no
     temporary file."""
-    path = Path(path)
     data = text.encode("utf-8") if isinstance(text, str) else text
-    if path.exists() and not path.is_file() and not path.is_symlink():  # a device, FIFO or folder
-        raise FileExistsError(
-            errno.EEXIST, "exists and is not a regular file (refusing to replace it)", str(path)
-        )
-    tmp = None
-    try:
-        fd, tmp = _create_temp(path.parent, f".{path.name}.", ".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        if isinstance(err, OSError) and err.errno is not None:
-            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from None
-        raise
-    return path
+    return atomic_write(path, lambda f: f.write(data))

@@ -14,7 +14,6 @@ so a crash leaves either the old file or the new one, never a torn one.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..fsutil import create_temp as _create_temp
+from ..fsutil import atomic_write as _atomic_write
 
 FORMAT = "sqcodec-train-checkpoint"
 VERSION = 1
@@ -61,33 +60,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write(path: str | Path, write_fn) -> Path:
-    """Call ``write_fn(fileobj)`` on a temp file beside ``path``, fsync it and rename it over ``path``.
-
-    The file gets the permissions ``open(path, "w")`` gives. An ``OSError`` of the write (disk full, no
-    permission, read-only file system) is raised naming ``path``, and no temporary file is left."""
-    path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_symlink():  # a device, FIFO or folder
-        raise FileExistsError(
-            errno.EEXIST, "exists and is not a regular file (refusing to replace it)", str(path)
-        )
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_temp(path.parent, f".{path.name}.", ".tmp")
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, tmp):
-            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from None
-        raise
+    """Call ``write_fn(fileobj)`` on a temp file beside ``path`` (parents created), fsync it, rename it
+    over ``path`` and fsync the folder (:func:`sqcodec.fsutil.atomic_write`): an ``OSError`` names
+    ``path`` and no temporary file is left."""
+    path = _atomic_write(path, write_fn, parents=True)
     _fsync_dir(path.parent)
     return path
 
