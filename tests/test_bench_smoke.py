@@ -80,3 +80,38 @@ def test_smoke_run_writes_valid_json_and_markdown(tmp_path):
     rerendered = tmp_path / "again.md"
     _load_module().main(["--render", str(out_json), "--markdown", str(rerendered)])
     assert rerendered.read_text() == table
+
+
+def test_bench_codec_quality_smoke(realaudio, tmp_path):
+    """tools/bench_codec_quality.py on one held-out file and two layer counts: a well-formed record."""
+    out = tmp_path / "q"
+    env = {**os.environ, "SQCODEC_REALAUDIO": str(realaudio), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        str(REPO / "tools" / "bench_codec_quality.py"),
+        "--limit",
+        "1",
+        "--layers",
+        "1",
+        "2",
+        "--vocoder",
+        "griffinlim",
+        "--griffinlim-iters",
+        "4",
+        "--out",
+        str(out),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert rec["files"] == 1 and rec["vocoder"] == "griffinlim"
+    rows = {s["system"]: s for s in rec["summary"]}
+    assert set(rows) == {"griffinlim_gt", "codec_1", "codec_2"}
+    assert rows["codec_1"]["bps"] == 250 and rows["codec_2"]["bps"] == 500
+    for s in rows.values():
+        assert all(math.isfinite(s[m]) for m in ("logmel_rmse", "mel_distance", "stoi", "pesq_wb"))
+    assert rows["codec_2"]["logmel_rmse"] < rows["codec_1"]["logmel_rmse"]
+    assert (
+        rec["codes_size"]["packed_bytes"] > 0
+        and "| sqcodec `--layers 2`" in out.with_suffix(".md").read_text()
+    )
