@@ -3,7 +3,8 @@
 ``sqcodec/pretrained/default/`` (safetensors + JSON, no pickle), with its training record and the data
 attributions.
 
-How the shipped model was made (CPU here; a GPU run uses the same commands with ``device: cuda``)::
+How the shipped model was made (CPU here; a GPU run uses the same commands with ``device: cuda``; the
+shipped v1 codec used ``--set model.quantizer.layer_dropout=true``, which the config no longer sets)::
 
     python - <<'EOF'   # the training lists, from sqcodec/data/lists (speaker-disjoint held-out)
     from sqcodec.data import speech_list
