@@ -3,8 +3,9 @@
 ``sqcodec/pretrained/default/`` (safetensors + JSON, no pickle), with its training record and the data
 attributions.
 
-How the shipped model was made (CPU here; a GPU run uses the same commands with ``device: cuda``; the
-shipped v1 codec used ``--set model.quantizer.layer_dropout=true``, which the config no longer sets)::
+How the shipped model (v2) was made (CPU here; a GPU run uses the same commands with ``device: cuda``;
+v2 is the config at 96 channels and 4,000 steps: add ``--set model.encoder.channels=96 --set
+model.decoder.channels=96 --set train.steps=4000``; its exact config is in ``TRAINING.json``)::
 
     python - <<'EOF'   # the training lists, from sqcodec/data/lists (speaker-disjoint held-out)
     from sqcodec.data import speech_list
