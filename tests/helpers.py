@@ -48,4 +48,6 @@ def run_cli(*args) -> tuple[int, str, str]:
     from sqcodec.cli import app
 
     result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a crash is a crash, not an exit code
     return result.exit_code, result.stdout, result.stderr

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
-import typer
-from typer.testing import CliRunner
+from helpers import run_cli
 
-from sqcodec import cli_mushra
 from sqcodec.mushra import analyze as A
 from sqcodec.mushra import csv_header
 from sqcodec.mushra.common import PARTICIPANT_FIELDS
@@ -23,17 +21,8 @@ T975 = {2: 4.302653, 5: 2.570582}
 
 
 def run_mushra(*args) -> tuple[int, str, str]:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test app"""
-
-    cli_mushra.register(app)
-    res = CliRunner().invoke(app, ["mushra", *map(str, args)])
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return res.exit_code, res.stdout, res.stderr
+    """``sqcodec mushra <args>`` on the real app."""
+    return run_cli("mushra", *args)
 
 
 def write_csv(path: Path, rows: list[tuple[str, str, str, float]], header=HEADER, delimiter=",") -> Path:

@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-import typer
 import yaml
+from helpers import run_cli
 from scipy import signal
-from typer.testing import CliRunner
 
-from sqcodec import cli_mushra
 from sqcodec.mushra import dsp
 
 SPEAKER = "speech/librispeech/test-other/2033"
@@ -32,18 +30,8 @@ K48 = [
 
 
 def run_mushra(*args) -> tuple[int, str, str]:
-    """Run ``mushra <args>`` on a local typer app holding only the mushra group."""
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test app"""
-
-    cli_mushra.register(app)
-    res = CliRunner().invoke(app, ["mushra", *map(str, args)])
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return res.exit_code, res.stdout, res.stderr
+    """``sqcodec mushra <args>`` on the real app."""
+    return run_cli("mushra", *args)
 
 
 def lufs_48k(x: np.ndarray, sr: int) -> float:

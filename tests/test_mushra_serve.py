@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import typer
+from helpers import run_cli
 from scipy import signal
-from typer.testing import CliRunner
 
 from sqcodec import cli_mushra
 from sqcodec.mushra import PARTICIPANT_FIELDS, MushraError, csv_header
@@ -40,17 +39,8 @@ HEADER = [
 
 
 def run_mushra(*args) -> tuple[int, str, str]:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test app"""
-
-    cli_mushra.register(app)
-    res = CliRunner().invoke(app, ["mushra", *map(str, args)])
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return res.exit_code, res.stdout, res.stderr
+    """``sqcodec mushra <args>`` on the real app."""
+    return run_cli("mushra", *args)
 
 
 @pytest.fixture(scope="module")
