@@ -28,13 +28,9 @@ versions, arguments) and a markdown table with the ratios ours / peer (> 1: ours
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -98,64 +94,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be >= 1")
     return args
-
-
-# --------------------------------------------------------------------------------------------- provenance
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_info() -> dict[str, object]:
-    def run(*cmd: str) -> str | None:
-        try:
-            res = subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return res.stdout.strip() if res.returncode == 0 else None
-
-    commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(torch, device) -> dict[str, object]:
-    info: dict[str, object] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
-        "device": str(device),
-        "device_name": cpu_model(),
-        "cuda_available": torch.cuda.is_available(),
-    }
-    if hasattr(os, "getloadavg"):
-        info["loadavg_start"] = list(os.getloadavg())
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    return info
 
 
 # -------------------------------------------------------------------------------------------- benchmark
@@ -354,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))  # run from a checkout without an installed sqcodec
+    from sqcodec.eval.provenance import git_info, machine_info, package_versions, utc_now
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
         try:
@@ -380,10 +320,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     record: dict = {
         "benchmark": "quantizer_forward_backward_throughput",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "machine": machine_info(torch, device),
         "git": git_info(),
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),
         "command": [sys.executable, *sys.argv] if argv is None else ["main", *argv],
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "skipped": skipped,
