@@ -62,7 +62,20 @@ class CodecModel(nn.Module):
     ) -> None:
         super().__init__()
         d_b, lv = quantizer.dim, quantizer.log_var_channels
-        if encoder.out_channels != d_b + lv:
+        multi = hasattr(quantizer, "groups")  # the hierarchical quantizers take bottom-up feature lists
+        if multi != bool(getattr(encoder, "multi_resolution", False)):
+            raise ValueError(
+                "a hierarchical quantizer needs a multi-resolution encoder (type hqvae, resolutions > 1), "
+                "and a flat quantizer a single-output encoder"
+            )
+        if multi:
+            want = [g.feature_channels for g in quantizer.groups]
+            if list(encoder.feature_channels) != want:
+                raise ValueError(
+                    f"encoder features have {list(encoder.feature_channels)} channels; the quantizer's "
+                    f"feature_channels are {want}"
+                )
+        elif encoder.out_channels != d_b + lv:
             raise ValueError(
                 f"encoder outputs {encoder.out_channels} channels; the quantizer needs d_b + log_var_channels"
                 f" = {d_b} + {lv}"
@@ -84,9 +97,9 @@ class CodecModel(nn.Module):
         self.quantizer.set_temperature(tau)
         return tau
 
-    def _split(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
+    def _split(self, h: Tensor | list[Tensor]) -> tuple[Tensor | list[Tensor], Tensor | None]:
         d_b = self.quantizer.dim
-        if self.quantizer.log_var_channels:
+        if self.quantizer.log_var_channels and isinstance(h, Tensor):
             return h[:, :d_b], h[:, d_b:]
         return h, None
 
@@ -113,13 +126,15 @@ class CodecModel(nn.Module):
         q = self.quantizer(z, log_var=log_var, mask=latent_mask)
         y = self.decoder(q.quantized, speaker=speaker, lengths=lengths)
         y = y[..., : target.shape[-1]]
-        if y.shape != target.shape:
+        want = (target.shape[0], self.reconstruction_loss.output_channels(target.shape[1]), *target.shape[2:])
+        if tuple(y.shape) != want:
             raise RuntimeError(f"decoder output {tuple(y.shape)} does not match target {tuple(target.shape)}")
 
         rec = self.reconstruction_loss(y, target, target_mask)
         loss = rec.loss + q.loss
         terms = {"reconstruction": rec.loss, **q.terms}
-        stats = {**q.stats, "sigma2": rec.sigma2, "mse": rec.mse, "z_power": _latent_power(z, latent_mask)}
+        stats = {**q.stats, "sigma2": rec.sigma2, "mse": rec.mse, **rec.stats}
+        stats["z_power"] = _latent_power(z if isinstance(z, Tensor) else q.encoded[-1], latent_mask)
         return ModelOutput(
             loss=loss, reconstruction=y, target=target, terms=terms, stats=stats, codes=q.codes
         )
@@ -168,10 +183,12 @@ def _latent_power(z: Tensor, mask: Tensor | None) -> float:
 def build_model(cfg: dict) -> CodecModel:
     """Build a :class:`CodecModel` from a config dict::
 
-        {"encoder": {"type": "speech" | "urbansound" | "codec", **kwargs},
-         "quantizer": {"type": "gaussian_sq" | "vmf_sq" | "residual_sq" | "vq" | "residual_vq", ...},
+        {"encoder": {"type": "speech" | "urbansound" | "codec" | "image" | "hqvae", **kwargs},
+         "quantizer": {"type": "gaussian_sq" | "vmf_sq" | "residual_sq" | "vq" | "residual_vq"
+                               | "hierarchical_sq" | "hierarchical_vq", ...},
          "decoder": {"type": ..., **kwargs},            # optional, defaults to the encoder's type
-         "reconstruction": {"type": "arelbo"} | {"type": "mse", "sigma2": 1.0},   # optional
+         "reconstruction": {"type": "arelbo"} | {"type": "mse", "sigma2": 1.0}     # optional
+                           | {"type": "categorical" | "vmf_categorical", "num_classes": C, ...},
          "temperature": {"tau0": 1.0, "decay": 1e-5, "tau_min": 0.0},              # optional
          "frozen": ["quantizer.log_param_q"]}      # optional: parameter-name prefixes kept fixed
 

@@ -28,14 +28,27 @@ per-rank batch sizes to be exact, as usual. The all-reduce happens only when a g
     J_rec = SSE / (2σ² B)                          (full NLL adds (D/2) · log 2πσ²)
 
 Both are computed in float32 (float64 inputs stay float64) with autocast disabled.
+
+**Categorical data** (images as class maps: 256 grey levels, 19 face-mask classes; SQ-VAE App. E.3).
+The target is the one-hot encoder input ``(B, C, *S)``; its argmax is the class map.
+
+* ``categorical`` (the "naive" categorical decoder): the decoder emits ``C`` logits per position and
+  ``J_rec = Σ_positions CE(logits, class) / B``;
+* ``vmf_categorical``: the decoder emits ``F`` channels, normalised onto the sphere, scored by
+  :class:`~sqcodec.quantize.VmfCategoricalLikelihood` (trainable κ, fixed class vectors, SQ-VAE eq. 14).
+
+For both, ``sigma2`` / ``mse`` report the squared error of the predicted class index scaled to
+``[0, 1]`` (``class / (C - 1)``: the grey-level MSE for 256-way pixels), and ``stats`` adds the pixel
+``accuracy``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -50,6 +63,7 @@ class ReconstructionResult:
     batch: int
     sigma2: float
     mse: float
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 def element_mask(mask: Tensor | None, like: Tensor) -> Tensor | None:
@@ -153,35 +167,107 @@ def fixed_variance(
     return ReconstructionResult(loss, sse.detach(), count, batch, mse, mse)
 
 
-class ReconstructionLoss(nn.Module):
-    """Config-selected reconstruction term: ``kind="arelbo"`` or ``kind="mse"`` (fixed ``sigma2``).
+def _class_result(loss: Tensor, pred_class: Tensor, labels: Tensor, num_classes: int) -> ReconstructionResult:
+    """Result of a categorical term: the class-index squared error (scaled to [0, 1]) and accuracy."""
+    with torch.no_grad():
+        scale = float(max(num_classes - 1, 1))
+        err = ((pred_class.double() - labels.double()) / scale).pow(2)
+        sse, count = err.sum(), torch.tensor(float(err.numel()), dtype=torch.float64)
+        mse = float(sse / count)
+        acc = float((pred_class == labels).double().mean())
+    return ReconstructionResult(loss, sse, count, labels.shape[0], mse, mse, {"accuracy": acc})
 
-    The result's ``sigma2`` is always the pooled MLE σ̂² = SSE/N (global under DDP for ARELBO), which
-    is the telemetry worth logging in either mode; the fixed σ² of the "mse" mode is ``self.sigma2``.
+
+def categorical(logits: Tensor, target: Tensor) -> ReconstructionResult:
+    """Naive categorical decoder: ``Σ CE(logits, argmax target) / B``, one-hot ``target`` ``(B, C, *S)``."""
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and one-hot target {tuple(target.shape)} differ")
+    labels = target.argmax(1)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        ce = F.cross_entropy(logits.float(), labels, reduction="sum") / logits.shape[0]
+    return _class_result(ce, logits.detach().argmax(1), labels, logits.shape[1])
+
+
+class ReconstructionLoss(nn.Module):
+    """Config-selected reconstruction term: ``kind="arelbo"``, ``"mse"`` (fixed ``sigma2``),
+    ``"categorical"`` or ``"vmf_categorical"`` (``num_classes`` classes, see the module docstring).
+
+    The result's ``sigma2`` is the pooled MLE σ̂² = SSE/N (global under DDP for ARELBO), which
+    is the telemetry worth logging in either Gaussian mode; the fixed σ² of the "mse" mode is
+    ``self.sigma2``. ``vmf`` holds the trainable vMF likelihood (its κ is a model parameter).
     """
 
-    def __init__(self, kind: str = "arelbo", sigma2: float = 1.0, distributed: bool | None = None) -> None:
+    KINDS = ("arelbo", "mse", "categorical", "vmf_categorical")
+
+    def __init__(
+        self,
+        kind: str = "arelbo",
+        sigma2: float = 1.0,
+        distributed: bool | None = None,
+        num_classes: int | None = None,
+        vmf: dict | None = None,
+    ) -> None:
         super().__init__()
         self.distributed = distributed
-        if kind not in ("arelbo", "mse"):
-            raise ValueError(f"unknown reconstruction type {kind!r}; expected 'arelbo' or 'mse'")
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown reconstruction type {kind!r}; expected one of {self.KINDS}")
         self.kind = kind
         self.sigma2 = float(sigma2)
+        self.num_classes = int(num_classes) if num_classes else None
+        if kind in ("categorical", "vmf_categorical") and not self.num_classes:
+            raise ValueError(f"reconstruction type {kind!r} needs num_classes")
+        self.vmf = None
+        if kind == "vmf_categorical":
+            from .quantize.vmf import VmfCategoricalLikelihood
+
+            self.vmf = VmfCategoricalLikelihood(self.num_classes, **(vmf or {}))
+
+    @property
+    def categorical(self) -> bool:
+        return self.num_classes is not None
+
+    def output_channels(self, target_channels: int) -> int:
+        """Channels the decoder must emit for targets with ``target_channels`` channels."""
+        return self.vmf.feature_dim if self.vmf is not None else target_channels
+
+    def predict(self, pred: Tensor) -> Tensor:
+        """The decoder output as data: ``pred`` itself (Gaussian) or the class map ``(B, *S)`` (long)."""
+        if self.vmf is not None:
+            return self.vmf.predict(pred)
+        return pred.argmax(1) if self.categorical else pred
 
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> ReconstructionResult:
         if self.kind == "arelbo":
             return arelbo(pred, target, mask, distributed=self.distributed)
-        return fixed_variance(pred, target, self.sigma2, mask)
+        if self.kind == "mse":
+            return fixed_variance(pred, target, self.sigma2, mask)
+        if mask is not None:
+            raise ValueError("the categorical reconstruction terms take no padding mask")
+        if self.kind == "categorical":
+            return categorical(pred, target)
+        labels = target.argmax(1)
+        loss = self.vmf(pred, labels)
+        res = _class_result(loss, self.vmf.predict(pred.detach()), labels, self.num_classes)
+        res.stats["kappa_x"] = float(self.vmf.kappa().detach())
+        return res
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}" + (f", sigma2={self.sigma2}" if self.kind == "mse" else "")
+        extra = f", sigma2={self.sigma2}" if self.kind == "mse" else ""
+        extra += f", num_classes={self.num_classes}" if self.categorical else ""
+        return f"kind={self.kind!r}{extra}"
 
 
 def build_reconstruction(cfg: dict | None) -> ReconstructionLoss:
-    """``{"type": "arelbo"}`` (default when ``cfg`` is None) or ``{"type": "mse", "sigma2": 1.0}``."""
+    """``{"type": "arelbo"}`` (default when ``cfg`` is None), ``{"type": "mse", "sigma2": 1.0}``,
+    ``{"type": "categorical", "num_classes": 256}`` or ``{"type": "vmf_categorical", "num_classes": 19,
+    "class_vectors": "onehot", "log_kappa_inv_init": -4.6}``."""
     cfg = dict(cfg or {"type": "arelbo"})
     kind = cfg.pop("type", "arelbo")
     sigma2 = cfg.pop("sigma2", 1.0)
+    num_classes = cfg.pop("num_classes", None)
+    vmf = {k: cfg.pop(k) for k in ("class_vectors", "log_kappa_inv_init") if k in cfg}
     if cfg:
         raise ValueError(f"unknown reconstruction options: {sorted(cfg)}")
-    return ReconstructionLoss(kind, sigma2)
+    if vmf and kind != "vmf_categorical":
+        raise ValueError(f"options {sorted(vmf)} belong to the vmf_categorical reconstruction")
+    return ReconstructionLoss(kind, sigma2, num_classes=num_classes, vmf=vmf or None)

@@ -1,5 +1,6 @@
 """Encoders and decoders: ``speech`` (SQ-VAE conv + BiGRU), ``urbansound`` (multi-scale 2-D conv),
-``codec`` (the default chunk-local 1-D codec nets); shared blocks in :mod:`.blocks`.
+``codec`` (the default chunk-local 1-D codec nets), ``image`` (SQ-VAE ConvResNets) and ``hqvae``
+(HQ-VAE bottom-up path / decoder, :mod:`.hierarchical`); shared blocks in :mod:`.blocks`.
 
 Encoder interface (used by :class:`sqcodec.model.CodecModel`): ``forward(x) -> (B, d_b +
 log_var_channels, *S)``, attributes ``d_b``, ``log_var_channels``, ``out_channels``, ``stride``,
@@ -13,6 +14,8 @@ from __future__ import annotations
 from torch import nn
 
 from .codec import CodecDecoder, CodecEncoder, decode_chunked, encode_chunked
+from .hierarchical import BottomUpEncoder, TopDownDecoder
+from .image import ConvResDecoder, ConvResEncoder
 from .speech import SpeechDecoder, SpeechEncoder, TimeJitter, time_jitter
 from .urbansound import UrbanSoundDecoder, UrbanSoundEncoder
 
@@ -20,11 +23,15 @@ ENCODERS: dict[str, type[nn.Module]] = {
     "speech": SpeechEncoder,
     "urbansound": UrbanSoundEncoder,
     "codec": CodecEncoder,
+    "image": ConvResEncoder,
+    "hqvae": BottomUpEncoder,
 }
 DECODERS: dict[str, type[nn.Module]] = {
     "speech": SpeechDecoder,
     "urbansound": UrbanSoundDecoder,
     "codec": CodecDecoder,
+    "image": ConvResDecoder,
+    "hqvae": TopDownDecoder,
 }
 
 
@@ -51,6 +58,10 @@ def build_decoder(cfg: dict, d_b: int) -> nn.Module:
 
 
 __all__ = [
+    "BottomUpEncoder",
+    "ConvResDecoder",
+    "ConvResEncoder",
+    "TopDownDecoder",
     "CodecDecoder",
     "CodecEncoder",
     "DECODERS",

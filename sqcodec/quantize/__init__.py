@@ -2,8 +2,9 @@
 path (SQ-VAE-2 and hybrid), and the VQ/RQ baselines; all return :class:`QuantizerOutput`.
 
 ``base`` holds the contract, ``gumbel`` the shared mechanics, ``temperature`` the Gumbel schedule.
-Flat quantizers are built from config with :func:`build_quantizer`; the hierarchical path is built by
-the networks that own the bottom-up features.
+Quantizers are built from config with :func:`build_quantizer`; the hierarchical ones
+(``hierarchical_sq`` = SQ-VAE-2 / hybrid, ``hierarchical_vq`` = VQ-VAE-2) take a list of bottom-up
+features (:class:`sqcodec.nets.hierarchical.BottomUpEncoder`) instead of one tensor.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from .base import Quantizer, QuantizerOutput, from_rows, row_mask, to_rows
 from .gaussian import GaussianSQ
-from .hierarchical import HierarchicalQuantizerOutput, HierarchicalSQ, InjectedTopDownLayer
+from .hierarchical import HierarchicalQuantizerOutput, HierarchicalSQ, HierarchicalVQ, InjectedTopDownLayer
 from .residual import ResidualSQ
 from .rq import ResidualVQ
 from .temperature import TemperatureSchedule
@@ -25,13 +26,16 @@ QUANTIZERS: dict[str, type[Quantizer]] = {
     "residual_sq": ResidualSQ,
     "vq": VectorQuantizerEMA,
     "residual_vq": ResidualVQ,
+    "hierarchical_sq": HierarchicalSQ,
+    "hierarchical_vq": HierarchicalVQ,
 }
 
 
 def build_quantizer(cfg: dict[str, Any]) -> Quantizer:
-    """Build a flat quantizer from ``{"type": name, **constructor kwargs}``.
+    """Build a quantizer from ``{"type": name, **constructor kwargs}``.
 
-    ``type`` is one of ``gaussian_sq``, ``vmf_sq``, ``residual_sq``, ``vq``, ``residual_vq``.
+    ``type`` is one of ``gaussian_sq``, ``vmf_sq``, ``residual_sq``, ``vq``, ``residual_vq``,
+    ``hierarchical_sq``, ``hierarchical_vq``.
     """
     cfg = dict(cfg)
     try:
@@ -52,6 +56,7 @@ __all__ = [
     "GaussianSQ",
     "HierarchicalQuantizerOutput",
     "HierarchicalSQ",
+    "HierarchicalVQ",
     "InjectedTopDownLayer",
     "Quantizer",
     "QuantizerOutput",

@@ -20,6 +20,12 @@ Objective (latent part, per sample, batch-averaged)::
 which is eq. 26 (hybrid) and, with one layer per resolution, exactly eq. 6 (SQ-VAE-2: one
 ``||Z^_l - Z_l||^2 / (2 s_l^2)`` per layer). Layers are numbered globally ``l = 1..L`` from the coarsest.
 
+:class:`HierarchicalVQ` is the VQ-VAE-2 baseline in the same harness (HQ-VAE §4.2.1, eq. 7): the same
+bottom-up/top-down wiring, but each group quantizes ``G^_r`` with deterministic nearest-codeword EMA
+codebooks (a :class:`~sqcodec.quantize.ResidualVQ`; one layer per group is VQ-VAE-2), the state gets the
+straight-through codewords, and the latent loss is the commitment ``beta ||G^_r - sg[Z_r]||^2`` per layer
+(``terms["commitment_l{l}"]``); pair it with the fixed-variance (MSE) reconstruction term.
+
 Output layout (:class:`HierarchicalQuantizerOutput`): ``quantized`` is the final top-down state at the
 finest resolution; ``codes`` holds the finest group's codes ``(B, n_R, *S_R)``; ``codes_per_resolution``
 holds every group's codes ``(B, n_r, *S_r)`` (coarsest first; this is what :meth:`HierarchicalSQ.encode`
@@ -40,6 +46,7 @@ from torch import Tensor, nn
 from .base import Quantizer, QuantizerOutput, from_rows, row_mask, to_rows
 from .gumbel import fp32, stats_to_floats
 from .residual import ResidualSQ
+from .rq import ResidualVQ
 
 
 @dataclass
@@ -78,6 +85,9 @@ class InjectedTopDownLayer(nn.Module):
         hidden_channels: width of the conv block (default ``max(dim, in_channels // 2)``).
         log_var_init: initial ``log s_l^2``.
         shared_codebook: share one codebook among the residual layers of this group.
+        vq: None (stochastic quantization, SQ-VAE-2) or the keyword arguments of a
+            :class:`~sqcodec.quantize.ResidualVQ` (``beta``, ``decay``, ``reset_dead_codes``, ...): the
+            VQ-VAE-2 baseline layer.
     """
 
     def __init__(
@@ -91,15 +101,23 @@ class InjectedTopDownLayer(nn.Module):
         hidden_channels: int | None = None,
         log_var_init: float = math.log(10.0),
         shared_codebook: bool = False,
+        vq: dict | None = None,
     ) -> None:
         super().__init__()
         conv = _conv(spatial_dims)
         in_ch = int(feature_channels) + (int(dim) if has_state else 0)
         hidden = int(hidden_channels or max(dim, in_ch // 2))
         self.has_state = bool(has_state)
+        self.feature_channels = int(feature_channels)
         self.dim = int(dim)
         self.block = nn.Sequential(conv(in_ch, hidden, 3, padding=1), nn.GELU(), conv(hidden, dim, 1))
-        self.quantizer = ResidualSQ(dim, codebook_size, num_layers, shared_codebook, log_var_init)
+        self.quantizer: ResidualSQ | ResidualVQ
+        if vq is None:
+            self.quantizer = ResidualSQ(dim, codebook_size, num_layers, shared_codebook, log_var_init)
+        else:
+            if not isinstance(codebook_size, int):
+                raise ValueError("a VQ top-down group takes one codebook size")
+            self.quantizer = ResidualVQ(dim, codebook_size, num_layers, shared_codebook=shared_codebook, **vq)
 
     @property
     def num_layers(self) -> int:
@@ -127,6 +145,8 @@ class InjectedTopDownLayer(nn.Module):
     ) -> dict:
         """Run the group; ``offset`` = number of layers before it (for global layer names)."""
         up, g = self.encode_block(state, feature)
+        if isinstance(self.quantizer, ResidualVQ):
+            return self._forward_vq(up, g, mask, offset)
         b = g.shape[0]
         with fp32(g.device):
             rows = to_rows(g.float())
@@ -146,6 +166,27 @@ class InjectedTopDownLayer(nn.Module):
             "continuous": continuous,
             "entropies": entropies,
             "stats": stats,
+        }
+
+    def _forward_vq(self, up: Tensor | None, g: Tensor, mask: Tensor | None, offset: int) -> dict:
+        """VQ-VAE-2 group: EMA nearest-codeword layers, straight-through state, commitment terms."""
+        out = self.quantizer(g, mask=mask)
+
+        def rename(key: str) -> str:  # "commitment_l2" of this group -> global layer number
+            name, _, layer = key.rpartition("_l")
+            return f"{name}_l{offset + int(layer)}"
+
+        state = out.quantized.float() + (up.float() if up is not None else 0.0)
+        commitments = {rename(k): v for k, v in out.terms.items()}
+        return {
+            "state": state,
+            "encoded": g,
+            "layers": [z.float() for z in out.layers or []],
+            "codes": out.codes,
+            "continuous": None,
+            "commitments": commitments,
+            "entropies": {},
+            "stats": {rename(k): torch.tensor(v, device=g.device) for k, v in out.stats.items()},
         }
 
 
@@ -177,6 +218,7 @@ class HierarchicalSQ(Quantizer):
         hidden_channels: int | None = None,
         log_var_init: float = math.log(10.0),
         shared_codebook: bool = False,
+        vq: dict | None = None,
     ) -> None:
         super().__init__()
         n_res = len(feature_channels)
@@ -201,6 +243,7 @@ class HierarchicalSQ(Quantizer):
                     hidden_channels=hidden_channels,
                     log_var_init=log_var_init,
                     shared_codebook=shared_codebook,
+                    vq=vq,
                 )
                 for r in range(n_res)
             ]
@@ -234,14 +277,18 @@ class HierarchicalSQ(Quantizer):
         for r, (group, feat) in enumerate(zip(self.groups, features, strict=True)):
             out = group(state, feat, masks[r], stochastic, self.temperature, offset)
             state = out["state"]
-            terms[f"continuous_r{r + 1}"] = out["continuous"]
+            if out["continuous"] is not None:
+                terms[f"continuous_r{r + 1}"] = out["continuous"]
+            terms.update(out.get("commitments", {}))
             entropies.update(out["entropies"])
             stats.update(out["stats"])
             z_layers.extend(out["layers"])
             codes.append(out["codes"])
             encoded.append(out["encoded"])
             offset += group.num_layers
-        loss = torch.stack(list(terms.values())).sum() - torch.stack(list(entropies.values())).sum()
+        loss = torch.stack(list(terms.values())).sum()
+        if entropies:
+            loss = loss - torch.stack(list(entropies.values())).sum()
         dtype = features[-1].dtype
         return HierarchicalQuantizerOutput(
             quantized=state.to(dtype),
@@ -284,3 +331,34 @@ class HierarchicalSQ(Quantizer):
             z = group.quantizer.decode(c)
             state = z if state is None else upsample_to(state, z.shape[2:]) + z
         return state
+
+
+class HierarchicalVQ(HierarchicalSQ):
+    """VQ-VAE-2 baseline on the same top-down path (see the module docstring).
+
+    Args: as :class:`HierarchicalSQ` (without ``log_var_init``), plus ``beta`` (0.25), ``decay`` (0.99)
+    and the codebook-reset options of :class:`~sqcodec.quantize.VectorQuantizerEMA`
+    (``reset_dead_codes``, ``reset_mode``, ``reset_every``, ``reset_ratio``, ``reset_std``, ...).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        feature_channels: Sequence[int],
+        codebook_size: int | Sequence[int],
+        layers_per_resolution: Sequence[int] | None = None,
+        spatial_dims: int = 2,
+        hidden_channels: int | None = None,
+        shared_codebook: bool = False,
+        **vq_options,
+    ) -> None:
+        super().__init__(
+            dim,
+            feature_channels,
+            codebook_size,
+            layers_per_resolution,
+            spatial_dims,
+            hidden_channels,
+            shared_codebook=shared_codebook,
+            vq=dict(vq_options),
+        )
