@@ -22,6 +22,14 @@ import yaml
 DEFAULTS: dict[str, Any] = {
     "model": {},
     "data": {
+        # "features" (log-mel features from audio / .npy / feats.scp) or "image" (split files of
+        # sqcodec.data.images: data.train / data.valid name .npz files; crops, stats and speakers unused)
+        "kind": "features",
+        # images: "real" (pixels / 255, (B, C, H, W)) or "onehot" (class map of a one-channel image as
+        # (B, num_classes, H, W), for the categorical reconstruction terms)
+        "image_input": "real",
+        # images, onehot: classes (null: the split file's num_classes, else 256 grey levels)
+        "num_classes": None,
         # Feature source for training: a feats.scp, a directory / glob / list of .npy feature files, or a
         # directory / glob / list of audio files (then ``preset`` is required). A dict {"scp"|"npy"|"audio":
         # ..., "preset": ...} names the kind explicitly; a list of several such specs is concatenated.
@@ -238,6 +246,8 @@ def validate(cfg: dict) -> dict:
     )
     for key in ("lr", "eps", "weight_decay"):
         need(isinstance(o[key], (int, float)), f"optim.{key} must be a number, got {o[key]!r}")
+    need(d["kind"] in ("features", "image"), "data.kind must be features or image")
+    need(d["image_input"] in ("real", "onehot"), "data.image_input must be real or onehot")
     need(d["short"] in ("drop", "pad"), "data.short must be drop or pad")
     need(d["cache"] in ("memory", "disk"), "data.cache must be memory or disk")
     need(d["valid_mode"] in ("full", "crop"), "data.valid_mode must be full or crop")

@@ -560,7 +560,8 @@ def build_data(
     with_valid: bool = True,
     reuse_saved: bool = False,
 ) -> DataBundle:
-    """Build the training stream and the validation set from the ``data`` config section.
+    """Build the training stream and the validation set from the ``data`` config section
+    (``data.kind: image`` is handed to :func:`sqcodec.data.images.build_image_data`).
 
     Writes (rank 0) ``speakers.json``, ``stats.json`` (for ``stats: auto``), ``train_list.txt`` and
     ``valid_list.txt`` into ``exp_dir``. With ``reuse_saved`` (a resumed run) an existing ``speakers.json``
@@ -568,6 +569,18 @@ def build_data(
     """
     d = cfg
     exp_dir = Path(exp_dir)
+    if d.get("kind") == "image":
+        from sqcodec.data.images import build_image_data
+
+        return build_image_data(
+            d,
+            seed=seed,
+            batch_size=batch_size,
+            exp_dir=exp_dir,
+            rank=rank,
+            world_size=world_size,
+            with_valid=with_valid,
+        )
     barrier = barrier or (lambda: None)
     is_main = rank == 0
     train_utts = resolve_source(d["train"], d["preset"])
