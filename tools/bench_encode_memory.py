@@ -16,7 +16,6 @@ EnCodec 24 kHz (``encodec`` package, random weights, ``model.encode`` on the who
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -109,9 +108,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    import torch
-
-    from sqcodec.eval.provenance import git_info, machine_info, package_versions, utc_now
+    from sqcodec.eval.provenance import bench_record, write_outputs
 
     try:
         import encodec  # noqa: F401
@@ -120,34 +117,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     except ImportError:
         have_peer = False
         print("warning: encodec not importable; measuring sqcodec only", file=sys.stderr)
-    record: dict = {
-        "benchmark": "encode_peak_rss",
-        "date": utc_now(),
-        "machine": machine_info(torch, torch.device("cpu")),
-        "git": git_info(),
-        "packages": package_versions(PACKAGES),
-        "command": [sys.executable, *sys.argv] if argv is None else ["main", *argv],
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "results": [],
-    }
+    record = bench_record("encode_peak_rss", args, PACKAGES, argv)
+    record["results"] = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for seconds in args.seconds:
             wav, codes = Path(tmp) / "in.wav", Path(tmp) / "out.codes"
             write_input(wav, seconds)
-            ours = run_child(
-                [
-                    sys.executable,
-                    "-m",
-                    "sqcodec.cli",
-                    "encode",
-                    str(wav),
-                    str(codes),
-                    "--layers",
-                    str(args.layers),
-                ]
-                + ["--force"],
-                args.threads,
-            )
+            encode = ["-m", "sqcodec.cli", "encode", str(wav), str(codes), "--layers", str(args.layers)]
+            ours = run_child([sys.executable, *encode, "--force"], args.threads)
             ours["codes_bytes"] = codes.stat().st_size
             row = {"seconds": seconds, "wav_bytes": wav.stat().st_size, "sqcodec": ours}
             if have_peer and seconds <= args.peer_max_seconds:
@@ -159,12 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 flush=True,
             )
             wav.unlink()
-    table = markdown(record)
-    for path, text in ((args.json, json.dumps(record, indent=2) + "\n"), (args.markdown, table)):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    print(table)
+    write_outputs(record, markdown(record), args.json, args.markdown)
     return record
 
 

@@ -22,8 +22,6 @@ trainer does on GPU.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
@@ -186,37 +184,21 @@ def markdown(record: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.threads is not None:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    import torch
-
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from sqcodec.eval.provenance import git_info, machine_info, package_versions, utc_now
+    from sqcodec.eval.provenance import bench_record, set_threads, write_outputs
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    import torch
+
     torch.manual_seed(0)
-    record: dict = {
-        "benchmark": "training_throughput",
-        "date": utc_now(),
-        "machine": machine_info(torch, torch.device(args.device)),
-        "git": git_info(),
-        "packages": package_versions(PACKAGES),
-        "command": [sys.executable, *sys.argv] if argv is None else ["main", *argv],
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "results": [],
-    }
+    record = bench_record("training_throughput", args, PACKAGES, argv, args.device)
+    record["results"] = []
     t0 = time.perf_counter()
     for name in args.configs:
         record["results"].extend(bench_pair(name, args, torch))
     record["wall_seconds"] = time.perf_counter() - t0
-    table = markdown(record)
-    for path, text in ((args.json, json.dumps(record, indent=2) + "\n"), (args.markdown, table)):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    print(table)
+    write_outputs(record, markdown(record), args.json, args.markdown)
     return record
 
 

@@ -79,3 +79,44 @@ def machine_info(torch: Any, device: Any) -> dict[str, object]:
         info["device_name"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def set_threads(threads: int | None) -> None:
+    """Pin OpenMP and torch intra-op threads (call before heavy work; ``None`` leaves the defaults)."""
+    if threads is None:
+        return
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def bench_record(
+    benchmark: str, args: Any, packages: Iterable[str], argv: list[str] | None, device: str = "cpu"
+) -> dict[str, Any]:
+    """The provenance part of a benchmark's JSON record: name, date, machine, git, packages, command
+    (``argv`` as given to ``main``, else the process's) and the parsed arguments."""
+    import sys
+
+    import torch
+
+    return {
+        "benchmark": benchmark,
+        "date": utc_now(),
+        "machine": machine_info(torch, torch.device(device)),
+        "git": git_info(),
+        "packages": package_versions(packages),
+        "command": [sys.executable, *sys.argv] if argv is None else ["main", *argv],
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+
+
+def write_outputs(record: dict, table: str, json_path: Path | None, markdown_path: Path | None) -> None:
+    """Write the JSON record and the markdown table where asked (parents created), and print the table."""
+    import json
+
+    for path, text in ((json_path, json.dumps(record, indent=2) + "\n"), (markdown_path, table)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    print(table)
