@@ -66,22 +66,10 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--nj N] [--ngpu N] [--conf
 [--vocoder_args '...'] [--vocoder_tag T] [--vocoder DIR|griffinlim] [--decode_sets '...'] [--decode_layers '1 2 4'] \
 [--decode_ckpt CKPT] [--decode_max_utts N] [--score_metrics '...']"
 
-. "${recipes_root}/utils/parse_options.sh"
-[ $# -eq 0 ] || die "unexpected arguments: $*"
-[ -n "${recipe_dir}" ] || die "--recipe_dir is required (egs/<corpus>)"
-recipe_dir="$(cd "${recipe_dir}" && pwd)"
+. "${recipes_root}/utils/recipe_setup.sh"
 [ -n "${train_set}" ] || die "--train_set is required"
-
-# shellcheck disable=SC1091
-. "${recipe_dir}/path.sh"
-# shellcheck disable=SC1091
-. "${recipe_dir}/cmd.sh"
-
-if [ -n "${conf}" ] && [ ! -f "${conf}" ] && [ -f "${recipe_dir}/${conf}" ]; then conf="${recipe_dir}/${conf}"; fi
 [ -n "${conf}" ] && [ -f "${conf}" ] || die "--conf '${conf}': no such file"
 [ -n "${tag}" ] || tag="$(basename "${conf}" .yaml)"
-
-python="${PYTHON:-python}"
 tools() { "${python}" -m sqcodec.recipe_tools "$@"; }
 preset="$(tools conf-get "${conf}" data.preset)"
 [ -n "${preset}" ] || die "${conf}: data.preset is not set"
