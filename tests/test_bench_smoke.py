@@ -115,3 +115,21 @@ def test_bench_codec_quality_smoke(realaudio, tmp_path):
         rec["codes_size"]["packed_bytes"] > 0
         and "| sqcodec `--layers 2`" in out.with_suffix(".md").read_text()
     )
+
+
+def test_bench_image_smoke_writes_valid_json(tmp_path):
+    """tools/bench_image_smoke.py in its tiny setting (6 steps, d_b = 8): a well-formed record."""
+    out_json, out_md = tmp_path / "img.json", tmp_path / "img.md"
+    cmd = [sys.executable, str(REPO / "tools" / "bench_image_smoke.py"), "--smoke", "--threads", "1"]
+    cmd += ["--json", str(out_json), "--markdown", str(out_md)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads(out_json.read_text())
+    for key in ("benchmark", "date", "machine", "git", "packages", "args", "results", "summary", "command"):
+        assert key in rec, key
+    assert {r["system"] for r in rec["results"]} == {"sq", "vq"} and rec["args"]["smoke"] is True
+    for r in rec["results"]:
+        assert all(math.isfinite(r[m]) for m in ("mse", "rmse", "ssim", "perplexity_l1"))
+        assert 1 <= r["perplexity_l1"] <= rec["args"]["codebook_size"]
+    assert "| Gaussian SQ-VAE (I) |" in out_md.read_text()
