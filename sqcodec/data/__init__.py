@@ -4,6 +4,9 @@
 default ``../shared/data/realaudio``). Only CC-BY and public-domain speech is listed (VCTK, LibriSpeech,
 LJSpeech, CMU ARCTIC): those are what shipped models may be trained on. ``tools/make_realaudio_lists.py``
 regenerates the lists from the corpus manifest and ``heldout_speakers.txt``.
+
+:mod:`sqcodec.data.images` prepares the image corpora of the image recipes (split files) and builds the
+trainer's image batches (``data.kind: image``).
 """
 
 from __future__ import annotations
