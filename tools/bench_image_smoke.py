@@ -23,14 +23,13 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
-from sqcodec.eval.provenance import git_info, machine_info, package_versions, utc_now
+from sqcodec.eval.provenance import bench_record, set_threads, write_outputs
 
 PACKAGES = ("torch", "numpy", "scikit-learn", "pillow", "sqcodec")
 
@@ -186,12 +185,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return record
     import tempfile
 
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     from sqcodec.data.images import prepare
 
+    record = bench_record("image_smoke", args, PACKAGES, None if argv is None else list(argv))
     tmp = None
     work = args.work
     if work is None:
@@ -199,7 +196,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         work = Path(tmp.name)
     data = work / "data"
     prepare("digits", None, data, size=args.size, seed=0)
-    machine = machine_info(torch, torch.device("cpu"))
     results = []
     try:
         for seed in args.seeds:
@@ -214,23 +210,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     finally:
         if tmp is not None:
             tmp.cleanup()
-    record = {
-        "benchmark": "image_smoke",
-        "date": utc_now(),
-        "machine": machine,
-        "git": git_info(),
-        "packages": package_versions(PACKAGES),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "results": results,
-        "summary": summarise(results, args.systems),
-    }
-    table = markdown(record)
-    for path, text in ((args.json, json.dumps(record, indent=2) + "\n"), (args.markdown, table)):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    print(table, end="")
+    record.update({"results": results, "summary": summarise(results, args.systems)})
+    write_outputs(record, markdown(record), args.json, args.markdown)
     return record
 
 
