@@ -39,11 +39,11 @@ from .gumbel import (
     code_distribution,
     entropy_rows,
     fp32,
+    gaussian_logits,
     masked_mean,
     per_sample_sum,
     perplexity,
     sample_codewords,
-    squared_distances,
     stats_to_floats,
     weighted_squared_distances,
 )
@@ -125,7 +125,7 @@ class GaussianSQ(Quantizer):
         precision = torch.exp(-log_var_rows)
         cb = self.codebook.float()
         if precision.shape[-1] == 1:
-            return -0.5 * precision * squared_distances(rows, cb)
+            return gaussian_logits(rows, cb, precision)
         return -0.5 * weighted_squared_distances(rows, cb, precision)
 
     def logits(self, z: Tensor, log_var: Tensor | None = None, mask: Tensor | None = None) -> Tensor:

@@ -49,9 +49,23 @@ def gumbel_softmax(logits: Tensor, tau: Tensor | float) -> Tensor:
 
 
 def squared_distances(rows: Tensor, codebook: Tensor) -> Tensor:
-    """``||z_i - b_k||^2`` for rows ``(N, D)`` and codebook ``(K, D)`` -> ``(N, K)``, expanded form."""
-    d = rows.pow(2).sum(-1, keepdim=True) - 2.0 * rows @ codebook.t() + codebook.pow(2).sum(-1).unsqueeze(0)
-    return d.clamp_min(0.0)
+    """``||z_i - b_k||^2`` for rows ``(N, D)`` and codebook ``(K, D)`` -> ``(N, K)``, expanded form
+    ``||z||^2 + ||b||^2 - 2 z.b`` with the product and the sum fused in one ``addmm`` (two fewer ``(N, K)``
+    passes forward and backward than writing the three terms out), clamped at 0 against rounding."""
+    norms = rows.pow(2).sum(-1, keepdim=True) + codebook.pow(2).sum(-1).unsqueeze(0)
+    return torch.addmm(norms, rows, codebook.t(), alpha=-2.0).clamp_min(0.0)
+
+
+def gaussian_logits(rows: Tensor, codebook: Tensor, precision: Tensor) -> Tensor:
+    """``-precision/2 * ||z_i - b_k||^2`` for rows ``(N, D)``, codebook ``(K, D)`` and a scalar or per-row
+    ``(N, 1)`` precision -> ``(N, K)``, as ONE ``addmm``: ``(-p/2)||z||^2 + (-p/2)||b||^2 + (p z).b``.
+
+    Equal to ``-0.5 * precision * squared_distances(rows, codebook)`` up to rounding, without the separate
+    scaling and clamping passes over the ``(N, K)`` matrix (forward and backward); a rounding residue of
+    the expanded form at most shifts a logit by a few ulps."""
+    half = -0.5 * precision
+    bias = half * rows.pow(2).sum(-1, keepdim=True) + half * codebook.pow(2).sum(-1).unsqueeze(0)
+    return torch.addmm(bias, precision * rows, codebook.t())
 
 
 def weighted_squared_distances(rows: Tensor, codebook: Tensor, precision: Tensor) -> Tensor:
@@ -94,18 +108,21 @@ def masked_mean(values: Tensor, weights: Tensor | None) -> Tensor:
 
 
 def perplexity(probs: Tensor, weights: Tensor | None) -> Tensor:
-    """``exp(H(p-bar))`` of the (masked) mean code distribution; lies in ``[1, K]``. Computed in fp64."""
-    p = probs.detach().double()
+    """``exp(H(p-bar))`` of the (masked) mean code distribution; lies in ``[1, K]``.
+
+    The mean over rows is a matrix-vector product in the input precision (no ``(N, K)`` fp64 copy: this
+    runs every training step); the entropy of the ``K``-vector is computed in fp64."""
+    p = probs.detach()
     if weights is not None:
-        w = weights.detach().double()
+        w = weights.detach().to(p.dtype)
         total = w.sum()
         if total <= 0:
             return torch.ones((), dtype=torch.float64, device=p.device)
-        p_bar = (p * w[:, None]).sum(0) / total
+        p_bar = ((w @ p) / total).double()
     else:
         if p.shape[0] == 0:
             return torch.ones((), dtype=torch.float64, device=p.device)
-        p_bar = p.mean(0)
+        p_bar = p.mean(0).double()
     h = -torch.special.xlogy(p_bar, p_bar).sum()
     return h.exp().clamp(1.0, float(p.shape[-1]))
 

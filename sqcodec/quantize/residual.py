@@ -36,6 +36,7 @@ from .gumbel import (
     code_distribution,
     entropy_rows,
     fp32,
+    gaussian_logits,
     masked_mean,
     per_sample_sum,
     perplexity,
@@ -136,7 +137,7 @@ class ResidualSQ(Quantizer):
         for i in range(self.num_layers):
             name = f"l{offset + i + 1}"
             cb = self.codebook(i).float()
-            logits = -0.5 / var[i] * squared_distances(residual, cb)
+            logits = gaussian_logits(residual, cb, 1.0 / var[i])
             codes.append(logits.argmax(-1))
             zq = sample_codewords(logits, cb, tau, stochastic)
             probs, ent = entropy_rows(logits)
@@ -187,13 +188,12 @@ class ResidualSQ(Quantizer):
     ) -> Tensor:
         """Deterministic greedy codes ``(B, L', *S)``: argmax per layer on the hard residuals."""
         keep = self.num_layers if layers is None else self._num_kept(layers)
-        var = self.variances()
         with fp32(z.device):
             residual = to_rows(z.float())
             codes = []
             for i in range(keep):
                 cb = self.codebook(i).float()
-                idx = (-0.5 / var[i] * squared_distances(residual, cb)).argmax(-1)
+                idx = squared_distances(residual, cb).argmin(-1)  # argmax of -d/(2 s_l^2), s_l^2 > 0
                 residual = residual - cb[idx]
                 codes.append(idx)
         return torch.stack(codes, 1).reshape(z.shape[0], *z.shape[2:], keep).movedim(-1, 1)
