@@ -73,3 +73,22 @@ def write_celeba_mask(root: Path, counts: tuple[int, int, int] = (10, 3, 3), siz
             blocks = rng.integers(0, 19, (size // 16, size // 16), np.uint8)
             Image.fromarray(np.kron(blocks, np.ones((16, 16), np.uint8))).save(d / f"{i}.png")
     return root
+
+
+def write_celeba_mask_anno(root: Path, orig: tuple[int, ...] = (5, 170000, 190000), size: int = 32) -> Path:
+    """Raw CelebAMask-HQ: part masks of len(orig) images (skin everywhere, hair over the top half of the
+    first) and the HQ-to-CelebA mapping with the given original indices."""
+    from PIL import Image
+
+    anno = root / "CelebAMask-HQ-mask-anno" / "0"
+    anno.mkdir(parents=True, exist_ok=True)
+    full = np.full((size, size), 255, np.uint8)
+    lines = ["idx orig_idx orig_file"]
+    for i, o in enumerate(orig):
+        Image.fromarray(full).save(anno / f"{i:05d}_skin.png")
+        lines.append(f"{i} {o} {o + 1:06d}.jpg")
+    top = np.zeros((size, size), np.uint8)
+    top[: size // 2] = 255
+    Image.fromarray(top).save(anno / "00000_hair.png")
+    (root / "CelebA-HQ-to-CelebA-mapping.txt").write_text("\n".join(lines) + "\n")
+    return root

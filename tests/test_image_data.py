@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 import torch
-from image_corpora import write_celeba, write_celeba_mask, write_cifar, write_mnist
+from image_corpora import write_celeba, write_celeba_mask, write_celeba_mask_anno, write_cifar, write_mnist
 
 from sqcodec.data import images as im
 from sqcodec.train.config import resolve_config
@@ -49,6 +49,15 @@ def test_celeba_mask_label_maps_keep_classes(tmp_path):
     splits = im.prepare_corpus("celeba_mask", write_celeba_mask(tmp_path, (2, 1, 1)))
     tr = splits["train"]
     assert tr.num_classes == 19 and tr.images.shape == (2, 64, 64, 1) and int(tr.images.max()) < 19
+
+
+def test_celeba_mask_raw_part_masks_are_combined_and_split_by_celeba_partition(tmp_path):
+    splits = im.prepare_corpus("celeba_mask", write_celeba_mask_anno(tmp_path))
+    assert {k: len(v) for k, v in splits.items()} == {"train": 1, "valid": 1, "test": 1}
+    first = splits["train"].images[0, :, :, 0]
+    hair, skin = im.MASK_PARTS.index("hair") + 1, im.MASK_PARTS.index("skin") + 1
+    assert (first[:32] == hair).all() and (first[32:] == skin).all()  # hair overwrites skin, 64x64
+    assert (splits["test"].images == skin).all() and splits["test"].num_classes == 19
 
 
 def test_digits_ship_with_scikit_learn():

@@ -15,8 +15,10 @@ cifar10         the *binary* version ``cifar-10-batches-bin/{data_batch_1..5,tes
 celeba          ``img_align_celeba/*.jpg`` + ``list_eval_partition.txt`` (0/1/2 = train/valid/test);
                 centre crop 140x140, bilinear resize to 64x64 (App. E.1.1); needs Pillow
 celeba_mask     CelebAMask-HQ label maps as the SQ-VAE reference code reads them:
-                ``{train,val,test}_label/*.png`` with class indices 0..18 (face-parsing output);
-                nearest resize to 64x64 (App. E.3.1); needs Pillow
+                ``{train,val,test}_label/*.png`` with class indices 0..18 (face-parsing output), or
+                else the raw ``CelebAMask-HQ-mask-anno/<k>/<idx>_<part>.png`` part masks combined in
+                the face_parsing label order and split by ``CelebA-HQ-to-CelebA-mapping.txt`` (the
+                CelebA partition of each original index); nearest resize to 64x64 (App. E.3.1)
 digits          scikit-learn's 1,797 8x8 handwritten digits (ships with scikit-learn, no download),
                 bilinear-upsampled to ``--size``; 250 valid / 250 test (the CPU smoke comparison)
 =============== ======================================================================================
@@ -271,8 +273,68 @@ def _prepare_celeba(db_root: Path, max_images: int) -> dict[str, ImageSplit]:
     return out
 
 
+#: CelebAMask-HQ part names in the label order of its face_parsing scripts (skin = 1 ... hat = 18,
+#: background = 0); later parts overwrite earlier ones where they overlap
+MASK_PARTS = (
+    "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
+    "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat",
+)  # fmt: skip
+#: CelebA's official partition by 0-based original index: train < 162,770 <= valid < 182,637 <= test
+CELEBA_VALID_START, CELEBA_TEST_START = 162770, 182637
+
+
+def combine_mask_parts(anno: Path, idx: int, size: int = 64) -> np.ndarray:
+    """Label map of CelebA-HQ image ``idx`` from ``anno/<idx // 2000>/<idx:05d>_<part>.png`` binary part
+    masks (absent parts are fine), nearest-resized to ``size``: ``(size, size, 1)`` uint8."""
+    Image = _pil()
+    label = None
+    for cls, part in enumerate(MASK_PARTS, 1):
+        f = anno / str(idx // 2000) / f"{idx:05d}_{part}.png"
+        if not f.is_file():
+            continue
+        try:
+            with Image.open(f) as im:
+                m = np.asarray(im.convert("L")) > 127
+        except Exception as err:
+            raise ImageDataError(f"{f}: unreadable image ({err})") from None
+        if label is None:
+            label = np.zeros(m.shape, np.uint8)
+        if m.shape != label.shape:
+            raise ImageDataError(f"{f}: {m.shape} differs from the other parts' {label.shape}")
+        label[m] = cls
+    if label is None:
+        raise ImageDataError(f"{anno}: no part masks for image {idx} ({idx:05d}_*.png)")
+    return np.asarray(Image.fromarray(label).resize((size, size), Image.NEAREST))[..., None]
+
+
+def _prepare_celeba_mask_anno(db_root: Path, max_images: int) -> dict[str, ImageSplit]:
+    """Raw CelebAMask-HQ: part masks + ``CelebA-HQ-to-CelebA-mapping.txt`` (the CelebA partition of each
+    image's original index decides its split, as CelebAMask-HQ's face_parsing scripts do)."""
+    anno = _find(db_root, ["CelebAMask-HQ-mask-anno"])
+    mapping = _find(db_root, ["CelebA-HQ-to-CelebA-mapping.txt"])
+    ids: dict[str, list[int]] = {s: [] for s in SPLITS}
+    for n, line in enumerate(mapping.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0] == "idx":
+            continue
+        if len(fields) < 2 or not (fields[0].isdigit() and fields[1].isdigit()):
+            raise ImageDataError(f"{mapping}:{n}: expected '<idx> <orig_idx> <orig_file>', got {line!r}")
+        orig = int(fields[1])
+        split = "train" if orig < CELEBA_VALID_START else "valid" if orig < CELEBA_TEST_START else "test"
+        ids[split].append(int(fields[0]))
+    out = {}
+    for split, idx in ids.items():
+        idx = sorted(idx)[:max_images] if max_images > 0 else sorted(idx)
+        if not idx:
+            raise ImageDataError(f"{mapping}: no {split} images")
+        out[split] = ImageSplit(np.stack([combine_mask_parts(anno, i) for i in idx]), num_classes=19)
+    return out
+
+
 def _prepare_celeba_mask(db_root: Path, max_images: int) -> dict[str, ImageSplit]:
     folders = {"train": "train_label", "valid": "val_label", "test": "test_label"}
+    if not any(db_root.rglob("train_label")) and any(db_root.rglob("CelebAMask-HQ-mask-anno")):
+        return _prepare_celeba_mask_anno(db_root, max_images)
     base = _find(db_root, ["train_label"]).parent
     out = {}
     for split, folder in folders.items():

@@ -9,12 +9,14 @@ db_root="$1"; mkdir -p "${db_root}"; cd "${db_root}"
 # (https://github.com/switchablenorms/CelebAMask-HQ). The SQ-VAE reference code trains on the
 # face-parsing label maps {train,val,test}_label/<i>.png (one class index 0..18 per pixel) that the
 # CelebAMask-HQ face_parsing scripts (g_mask.py, g_partition.py) make from CelebAMask-HQ-mask-anno/.
-# Put those folders in db_root and rerun; this script only checks.
-for d in train_label val_label test_label; do
-  if [ ! -d "${d}" ]; then
-    echo "CelebAMask-HQ: ${db_root}/${d}/ is missing; make {train,val,test}_label/*.png with the" 1>&2
-    echo "  CelebAMask-HQ face_parsing scripts (see this recipe's README.md), then run this stage again" 1>&2
-    exit 1
-  fi
-done
-echo "CelebAMask-HQ label maps ready in ${db_root}"
+# Stage 0 also reads the unpacked archive directly (CelebAMask-HQ-mask-anno/ part masks, combined in the
+# face_parsing label order, and CelebA-HQ-to-CelebA-mapping.txt for the split). Put either in db_root and
+# rerun; this script only unpacks and checks.
+if [ ! -d CelebAMask-HQ ] && [ -f CelebAMask-HQ.zip ]; then unzip -q CelebAMask-HQ.zip; fi
+if [ -d train_label ] || [ -d CelebAMask-HQ/CelebAMask-HQ-mask-anno ] || [ -d CelebAMask-HQ-mask-anno ]; then
+  echo "CelebAMask-HQ ready in ${db_root}"
+else
+  echo "CelebAMask-HQ: put CelebAMask-HQ.zip (or its unpacked folder, or {train,val,test}_label/) in" 1>&2
+  echo "  ${db_root} (from https://github.com/switchablenorms/CelebAMask-HQ), then run this stage again" 1>&2
+  exit 1
+fi
