@@ -11,8 +11,10 @@ Layout (big-endian; byte-by-byte table in ``docs/bitstream.md``), modelled on En
 ``bits_l = ceil(log2 K_l)``; packed indices are LSB-first (value bit 0 first, bytes filled from their
 least significant bit), zero-padded to a byte. A reader that wants ``l'`` layers seeks over the blocks of
 the others, so ``read_codes(path, layers=3)`` never reads the bytes of layers 4..L. Entropy-coded layers
-(optional, per layer, only where it pays) use a static integer frequency table stored in the header and
-constriction's range coder; the table is dyadic (counts sum to 2**P) so it decodes identically everywhere.
+(optional, per layer, only where it pays) use constriction's range coder with a static integer frequency
+table: one stored in the header (per file), or the model's own (:mod:`sqcodec.entropy_tables`, named in
+the header by its sha256; reading then needs those tables). Tables are dyadic (counts sum to 2**P), so a
+file decodes identically everywhere.
 
 Every problem with a file raises :class:`CodesFormatError` (a ``ValueError``) with a one-line message that
 names the file. Sizes in the header are checked against the file size before anything is allocated.
@@ -34,11 +36,14 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from .fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from .entropy_tables import ModelTables
 
 __all__ = [
     "FORMAT_VERSION",
@@ -46,6 +51,8 @@ __all__ = [
     "CodesFile",
     "CodesFormatError",
     "bits_for",
+    "check_codes",
+    "dyadic_table",
     "file_bits_per_second",
     "from_bytes",
     "pack_bits",
@@ -79,6 +86,8 @@ TABLE_PRECISIONS = range(4, 17)
 TABLE_BUDGET = 48 << 10
 ENTROPY_MAX_CODEBOOK = 4096
 ENTROPY_CODER = "constriction-range-categorical-fast"
+#: a layer entry of ``entropy.tables`` that means "coded with the model's table of this layer"
+MODEL_TABLE = "model"
 
 _HEADER_KEYS = {
     "version",
@@ -168,8 +177,9 @@ class CodesFile:
     ``orig_channels`` lets decode restore the channel count). ``gain``: the factor the input was divided
     by before encoding (1.0 = none). ``chunk_latents``: latents per storage chunk (each chunk and layer
     block has its own CRC). ``entropy_tables``: per layer, the integer frequency table used to code it
-    (``None`` = bit-packed); filled by :func:`read_codes`, ignored by :func:`write_codes` (it builds its
-    own). ``meta``: free-form JSON-able notes (encoder version, chunking of inference, ...).
+    (``None`` = bit-packed; the model's table for a layer coded with it); filled by :func:`read_codes`,
+    ignored by :func:`write_codes` (it chooses its own). ``meta``: free-form JSON-able notes (encoder
+    version, chunking of inference, ...).
     """
 
     codes: np.ndarray
@@ -310,20 +320,37 @@ def _check_header(h: Any, path: Any) -> dict[str, Any]:
     return h
 
 
-def _check_entropy(e: Any, sizes: list[int], path: Any) -> list[np.ndarray | None]:
+def _is_model(table: Any) -> bool:
+    return isinstance(table, str) and table == MODEL_TABLE
+
+
+def _check_entropy(e: Any, sizes: list[int], path: Any) -> list[np.ndarray | str | None]:
+    """Per layer: ``None`` (packed), the header's own table, or :data:`MODEL_TABLE` (the model's table)."""
     if e is None:
         return [None] * len(sizes)
-    if not isinstance(e, dict) or set(e) != {"coder", "tables"}:
-        raise CodesFormatError(path, "header 'entropy' must be null or {coder, tables}")
+    if not isinstance(e, dict) or set(e) - {"model_tables_sha256"} != {"coder", "tables"}:
+        raise CodesFormatError(
+            path, "header 'entropy' must be null or {coder, tables[, model_tables_sha256]}"
+        )
     if e["coder"] != ENTROPY_CODER:
         raise CodesFormatError(path, f"unsupported entropy coder {e['coder']!r}")
     tables = e["tables"]
     if not isinstance(tables, list) or len(tables) != len(sizes):
         raise CodesFormatError(path, f"header 'entropy.tables' must list {len(sizes)} entries")
-    out: list[np.ndarray | None] = []
+    uses_model = any(_is_model(t) for t in tables)
+    sha = e.get("model_tables_sha256")
+    if uses_model != ("model_tables_sha256" in e) or (
+        uses_model and not (isinstance(sha, str) and _SHA256.fullmatch(sha))
+    ):
+        raise CodesFormatError(
+            path,
+            "header 'entropy.model_tables_sha256' must be 64 lowercase hex digits, given exactly when a "
+            f"layer's table is {MODEL_TABLE!r}",
+        )
+    out: list[np.ndarray | str | None] = []
     for layer, (t, k) in enumerate(zip(tables, sizes, strict=True)):
-        if t is None:
-            out.append(None)
+        if t is None or (_is_model(t) and k <= ENTROPY_MAX_CODEBOOK):
+            out.append(t)
             continue
         bad = f"entropy table of layer {layer} is malformed"
         if (
@@ -392,7 +419,7 @@ def _gamma_decode(data: bytes, count: int) -> np.ndarray:
     return out
 
 
-def _table(hist: np.ndarray, precision: int) -> np.ndarray:
+def dyadic_table(hist: np.ndarray, precision: int) -> np.ndarray:
     """Integer table summing to 2**precision from a histogram; every observed symbol keeps a count >= 1.
 
     Needs ``2**precision >= 2 * (number of observed symbols)`` (then the loop below always makes progress).
@@ -419,7 +446,7 @@ def _best_table(symbols: np.ndarray, k: int) -> tuple[np.ndarray, str]:
     for precision in TABLE_PRECISIONS:
         if 1 << precision < 2 * int(seen.sum()):
             continue
-        counts = _table(hist, precision)
+        counts = dyadic_table(hist, precision)
         text = base64.b64encode(_gamma_encode(counts + 1)).decode("ascii")
         bits = float(-(hist[seen] * np.log2(counts[seen] / (1 << precision))).sum()) + 6 * len(text)
         if best is None or bits < best[0]:
@@ -470,44 +497,108 @@ def _chunks(num_latents: int, chunk: int) -> Iterator[tuple[int, int]]:
         yield start, min(chunk, num_latents - start)
 
 
-def _blocks(cf: CodesFile, entropy: bool | str) -> tuple[dict[str, Any], list[list[bytes]]]:
-    """Header and, per chunk, the serialised layer blocks (each with its CRC)."""
+def _model_counts(model_tables: ModelTables | None, layer: int, k: int) -> np.ndarray | None:
+    """The model's table of ``layer`` when it exists and covers a ``k``-entry codebook."""
+    if model_tables is None or layer >= len(model_tables.counts):
+        return None
+    counts = model_tables.counts[layer]
+    return counts if counts.size == k else None
+
+
+def _coded_blocks(constriction, counts: np.ndarray, row: np.ndarray, spans) -> list[bytes]:
+    model = _model(constriction, counts)
+    coded = []
+    for s, n in spans:
+        data = _encode_block(constriction, model, row[s : s + n])
+        length = _U32.pack(len(data))
+        coded.append(length + data + _U32.pack(zlib.crc32(length + data)))
+    return coded
+
+
+#: one layer's stored form: (blocks per chunk, its ``entropy.tables`` entry, estimated header bytes of it)
+_Form = tuple[list[bytes], Any, int]
+
+
+def _layer_forms(
+    codes: np.ndarray, sizes: list[int], spans, entropy: bool | str, model_tables: ModelTables | None
+) -> list[dict[str, _Form]]:
+    """Per layer, every form it may take: ``packed``, ``file`` (a table in the header), ``model``."""
+    forms: list[dict[str, _Form]] = []
+    for layer, k in enumerate(sizes):
+        blocks = [pack_bits(codes[layer, s : s + n], bits_for(k)) for s, n in spans]
+        forms.append({"packed": ([b + _U32.pack(zlib.crc32(b)) for b in blocks], None, 0)})
+    if not entropy or not spans:
+        return forms
+    try:
+        import constriction
+    except ImportError:
+        if entropy != "auto":
+            raise
+        return forms
+    for layer, k in enumerate(sizes):
+        if k > ENTROPY_MAX_CODEBOOK:
+            continue
+        counts, text = _best_table(codes[layer], k)
+        table = {"precision": int(counts.sum()).bit_length() - 1, "counts": text}
+        forms[layer]["file"] = (
+            _coded_blocks(constriction, counts, codes[layer], spans),
+            table,
+            len(text) + 40,
+        )
+        mt = _model_counts(model_tables, layer, k)
+        if mt is not None:
+            forms[layer]["model"] = (_coded_blocks(constriction, mt, codes[layer], spans), MODEL_TABLE, 8)
+    return forms
+
+
+def _choose(forms: list[dict[str, _Form]], allowed: tuple[str, ...]) -> list[_Form]:
+    """Per layer the cheapest allowed form (blocks + estimated header bytes; per-file tables within
+    :data:`TABLE_BUDGET`); a layer with none of ``allowed`` stays packed."""
+    budget = TABLE_BUDGET
+    chosen = []
+    for layer_forms in forms:
+        options = [layer_forms[f] for f in allowed if f in layer_forms] or [layer_forms["packed"]]
+        options.sort(key=lambda form: sum(map(len, form[0])) + form[2])
+        fits = (f for f in options if not isinstance(f[1], dict) or f[2] <= budget)
+        form = next(fits, layer_forms["packed"])
+        if isinstance(form[1], dict):
+            budget -= form[2]
+        chosen.append(form)
+    return chosen
+
+
+def _blocks(
+    cf: CodesFile, entropy: bool | str, model_tables: ModelTables | None = None
+) -> tuple[dict[str, Any], list[list[bytes]]]:
+    """Header and, per chunk, the serialised layer blocks (each with its CRC).
+
+    ``entropy="auto"``: of three candidates (all packed; each layer the smaller of packed and a per-file
+    table; each layer the smallest of packed, per-file and model table) the one whose whole file, header
+    included, is smallest (ties go to the simpler). ``True``: every eligible layer coded, with the
+    smaller table."""
     codes, header = _validate_for_write(cf)
     spans = list(_chunks(cf.num_latents, cf.chunk_latents))
-    packed = [
-        [pack_bits(codes[layer, s : s + n], bits_for(k)) for s, n in spans]
-        for layer, k in enumerate(header["codebook_sizes"])
-    ]
-    per_layer: list[list[bytes]] = [[b + _U32.pack(zlib.crc32(b)) for b in blocks] for blocks in packed]
-    tables: list[dict[str, Any] | None] = [None] * cf.layers
-    if entropy and cf.num_latents:
-        try:
-            import constriction
-        except ImportError:
-            if entropy != "auto":
-                raise
-            constriction = None
-        budget = TABLE_BUDGET
-        for layer, k in enumerate(header["codebook_sizes"]):
-            if constriction is None or k > ENTROPY_MAX_CODEBOOK:
-                continue
-            counts, text = _best_table(codes[layer], k)
-            if len(text) + 40 > budget:
-                continue
-            model = _model(constriction, counts)
-            coded = []
-            for s, n in spans:
-                data = _encode_block(constriction, model, codes[layer, s : s + n])
-                length = _U32.pack(len(data))
-                coded.append(length + data + _U32.pack(zlib.crc32(length + data)))
-            cost = sum(map(len, coded)) + len(text) + 40
-            if entropy != "auto" or cost < sum(map(len, per_layer[layer])):
-                per_layer[layer] = coded
-                tables[layer] = {"precision": int(counts.sum()).bit_length() - 1, "counts": text}
-                budget -= len(text) + 40
-    if any(t is not None for t in tables):
-        header["entropy"] = {"coder": ENTROPY_CODER, "tables": tables}
-    chunks = [[per_layer[layer][c] for layer in range(cf.layers)] for c in range(len(spans))]
+    sizes = header["codebook_sizes"]
+    forms = _layer_forms(codes, sizes, spans, entropy, model_tables)
+    if entropy == "auto":
+        plans = [("packed",), ("packed", "file"), ("packed", "file", "model")]
+    else:
+        plans = [("file", "model")] if entropy else [("packed",)]
+    best: tuple[int, dict[str, Any], list[_Form]] | None = None
+    for allowed in plans:
+        chosen = _choose(forms, allowed)
+        h = dict(header)
+        tables = [form[1] for form in chosen]
+        if any(t is not None for t in tables):
+            h["entropy"] = {"coder": ENTROPY_CODER, "tables": tables}
+            if MODEL_TABLE in tables:
+                h["entropy"]["model_tables_sha256"] = model_tables.sha256
+        size = len(encode_header(h)) + sum(len(b) for form in chosen for b in form[0])
+        if best is None or size < best[0]:
+            best = (size, h, chosen)
+    assert best is not None
+    _, header, chosen = best
+    chunks = [[chosen[layer][0][c] for layer in range(cf.layers)] for c in range(len(spans))]
     return header, chunks
 
 
@@ -523,9 +614,9 @@ def encode_header(header: dict[str, Any]) -> bytes:
     return head + _U32.pack(zlib.crc32(head))
 
 
-def to_bytes(cf: CodesFile, entropy: bool | str = "auto") -> bytes:
+def to_bytes(cf: CodesFile, entropy: bool | str = "auto", model_tables: ModelTables | None = None) -> bytes:
     """The bytes :func:`write_codes` writes for ``cf``."""
-    header, chunks = _blocks(cf, entropy)
+    header, chunks = _blocks(cf, entropy, model_tables)
     parts = [encode_header(header)]
     for (_, n), blocks in zip(_chunks(cf.num_latents, cf.chunk_latents), chunks, strict=True):
         parts.append(_U32.pack(n))
@@ -533,16 +624,24 @@ def to_bytes(cf: CodesFile, entropy: bool | str = "auto") -> bytes:
     return b"".join(parts)
 
 
-def write_codes(path: str | os.PathLike, cf: CodesFile, entropy: bool | str = "auto") -> Path:
+def write_codes(
+    path: str | os.PathLike,
+    cf: CodesFile,
+    entropy: bool | str = "auto",
+    model_tables: ModelTables | None = None,
+) -> Path:
     """Write ``cf`` to ``path`` atomically (temp file beside it, then rename; nothing left on error).
 
-    ``entropy``: ``"auto"`` (default) range-codes each layer whose coded size, table included, is smaller
-    than its packed size (when constriction is installed); ``True`` codes every layer with K <= 4096;
-    ``False`` bit-packs everything. Invalid codes raise :class:`CodesFormatError` before any file exists.
+    ``entropy``: ``"auto"`` (default) stores each layer packed, range-coded with a per-file table (in the
+    header) or range-coded with the model's table (``model_tables``, :mod:`sqcodec.entropy_tables`),
+    whichever makes the whole file smallest, header included (when constriction is installed); ``True``
+    codes every layer with K <= 4096 (with the smaller table); ``False`` bit-packs everything. A file
+    that uses ``model_tables`` needs them to be read. Invalid codes raise :class:`CodesFormatError`
+    before any file exists.
     """
     path = Path(path)
     try:
-        data = to_bytes(cf, entropy)
+        data = to_bytes(cf, entropy, model_tables)
     except CodesFormatError as err:
         raise CodesFormatError(path, err.problem) from None
     return atomic_write(path, lambda f: f.write(data))
@@ -619,14 +718,59 @@ def _check_model(path: Any, h: dict[str, Any], expected_model_hash: str | None) 
         )
 
 
-def _read_v1(r: _Reader, header_len: int, layers: int | None, expected_model_hash: str | None) -> CodesFile:
+def _resolve_model_tables(
+    path: Any, h: dict[str, Any], want: int, model_tables: ModelTables | None, check_only: bool
+) -> list[np.ndarray | str | None]:
+    """The header's per-layer tables with :data:`MODEL_TABLE` entries of the first ``want`` layers replaced
+    by the model's counts; refuses missing tables (unless ``check_only``) and other tables."""
+    tables = list(h["tables"])
+    if not any(_is_model(t) for t in tables):
+        return tables
+    sha = h["entropy"]["model_tables_sha256"]
+    needed = any(_is_model(t) for t in tables[:want])
+    if model_tables is None:
+        if needed and not check_only:
+            raise CodesFormatError(
+                path,
+                f"was coded with the entropy tables of model {h['model_id']!r} (sha256 {sha[:12]}...); "
+                "reading it needs them (the entropy_tables.json of that model's folder)",
+            )
+        return tables
+    if model_tables.sha256 != sha:
+        raise CodesFormatError(
+            path,
+            f"was coded with other entropy tables (sha256 {sha[:12]}...) than the model's "
+            f"(sha256 {model_tables.sha256[:12]}...)",
+        )
+    for layer, k in enumerate(h["codebook_sizes"][:want]):
+        if _is_model(tables[layer]):
+            counts = _model_counts(model_tables, layer, k)
+            if counts is None:
+                raise CodesFormatError(
+                    path, f"layer {layer} ({k} entries) has no matching model entropy table"
+                )
+            tables[layer] = counts
+    return tables
+
+
+def _read_v1(
+    r: _Reader,
+    header_len: int,
+    layers: int | None,
+    expected_model_hash: str | None,
+    model_tables: ModelTables | None = None,
+    check_only: bool = False,
+) -> CodesFile:
+    """Read a version-1 file. ``check_only``: also accept a file whose model-table layers cannot be decoded
+    for want of ``model_tables`` (their lengths and CRCs are still checked; their codes are left 0)."""
     path = r.path
     h = _read_header_v1(r, header_len)
     _check_model(path, h, expected_model_hash)
-    stored, sizes, tables = h["layers"], h["codebook_sizes"], h["tables"]
+    stored, sizes = h["layers"], h["codebook_sizes"]
     want = stored if layers is None else layers
     if not 1 <= want <= stored:
         raise CodesFormatError(path, f"holds {stored} layers; cannot read {layers}")
+    tables = _resolve_model_tables(path, h, want, model_tables, check_only)
     lo, exact = _payload_bounds(h)
     payload = r.size - r.pos
     if exact >= 0 and payload != exact:
@@ -638,8 +782,9 @@ def _read_v1(r: _Reader, header_len: int, layers: int | None, expected_model_has
         raise CodesFormatError(
             path, f"is truncated: the header implies at least {lo} payload bytes, got {payload}"
         )
-    constriction = _constriction(path) if any(t is not None for t in tables[:want]) else None
-    models = [None if t is None or i >= want else _model(constriction, t) for i, t in enumerate(tables)]
+    decodable = [isinstance(t, np.ndarray) and i < want for i, t in enumerate(tables)]
+    constriction = _constriction(path) if any(decodable) else None
+    models = [_model(constriction, t) if ok else None for t, ok in zip(tables, decodable, strict=True)]
     num = h["num_latents"]
     codes = np.empty((want, num), dtype=np.int64)
     for ci, (start, n) in enumerate(_chunks(num, h["chunk_latents"])):
@@ -671,6 +816,8 @@ def _read_v1(r: _Reader, header_len: int, layers: int | None, expected_model_has
                 block = r.read(m, where)
                 if zlib.crc32(length_bytes + block) != r.u32(f"the CRC of {where}"):
                     raise CodesFormatError(path, f"CRC mismatch in {where} (the data is corrupt)")
+                if models[layer] is None:  # check_only and no model tables: the CRC is all we can check
+                    continue
                 try:
                     values = _decode_block(constriction, models[layer], block, n)
                 except Exception as err:  # constriction raises its own types on bad data
@@ -695,7 +842,7 @@ def _read_v1(r: _Reader, header_len: int, layers: int | None, expected_model_has
         gain=float(h["gain"]),
         chunk_latents=h["chunk_latents"],
         meta=h["meta"],
-        entropy_tables=list(tables[:want]),
+        entropy_tables=[t if isinstance(t, np.ndarray) else None for t in tables[:want]],
     )
 
 
@@ -747,22 +894,41 @@ def _check_layers(path: Any, layers: Any) -> None:
 
 
 def read_codes(
-    path: str | os.PathLike, layers: int | None = None, expected_model_hash: str | None = None
+    path: str | os.PathLike,
+    layers: int | None = None,
+    expected_model_hash: str | None = None,
+    model_tables: ModelTables | None = None,
 ) -> CodesFile:
     """Read a ``.codes`` file; ``layers``: keep only the first ``layers`` (the rest are skipped unread).
 
     ``expected_model_hash``: the sha256 of the model that will decode; a file made by another model raises
-    (checked right after the header). Every problem raises :class:`CodesFormatError` naming ``path``.
+    (checked right after the header). ``model_tables``: the model's entropy tables
+    (:mod:`sqcodec.entropy_tables`), needed for a file coded with them; missing or other tables raise.
+    Every problem raises :class:`CodesFormatError` naming ``path``.
     """
     _check_layers(path, layers)
     with _open(path) as (r, version, header_len):
-        return _READERS[version](r, header_len, layers, expected_model_hash)
+        return _READERS[version](r, header_len, layers, expected_model_hash, model_tables)
+
+
+def check_codes(path: str | os.PathLike, model_tables: ModelTables | None = None) -> dict[str, Any]:
+    """Read every block of a ``.codes`` file and check every length and CRC (decoding every layer it can:
+    layers coded with the model's tables only when ``model_tables`` are given); returns the header as
+    :func:`read_header` does. For ``sqcodec info``, which must work without the model."""
+    h = read_header(path)
+    with _open(path) as (r, version, header_len):
+        _READERS[version](r, header_len, None, None, model_tables, check_only=True)
+    return h
 
 
 def from_bytes(
-    data: bytes, name: str = "<bytes>", layers: int | None = None, expected_model_hash: str | None = None
+    data: bytes,
+    name: str = "<bytes>",
+    layers: int | None = None,
+    expected_model_hash: str | None = None,
+    model_tables: ModelTables | None = None,
 ) -> CodesFile:
     """:func:`read_codes` on the bytes of a file (``name`` is used in error messages)."""
     _check_layers(name, layers)
     r, version, header_len = _preamble(io.BytesIO(data), name, len(data))
-    return _READERS[version](r, header_len, layers, expected_model_hash)
+    return _READERS[version](r, header_len, layers, expected_model_hash, model_tables)

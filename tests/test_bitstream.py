@@ -220,9 +220,9 @@ def test_entropy_auto_on_uniform_codes_stays_packed(tmp_path):
 
 def test_entropy_table_is_integer_and_dyadic():
     hist = np.bincount(np.concatenate([np.zeros(10**6, int), np.arange(4096)]))  # one dominant, 4095 rare
-    counts = bs._table(hist, 13)
+    counts = bs.dyadic_table(hist, 13)
     assert counts.sum() == 1 << 13 and counts.min() >= 1 and counts.dtype == np.int64
-    assert bs._table(np.bincount([5, 5, 5], minlength=8), 4).tolist() == [0] * 5 + [16, 0, 0]
+    assert bs.dyadic_table(np.bincount([5, 5, 5], minlength=8), 4).tolist() == [0] * 5 + [16, 0, 0]
     counts, text = bs._best_table(np.array([5, 5, 5, 1]), 8)
     assert counts.sum() == 1 << int(counts.sum()).bit_length() - 1 and counts[5] > counts[1] > 0
 

@@ -103,10 +103,18 @@ def _read_bounded(data: bytes, **kw):
     return got
 
 
-def _check_mutation(cf: CodesFile, entropy: bool, ops) -> None:
-    data = bs.to_bytes(cf, entropy=entropy)
+def _tables(cf: CodesFile):
+    """Model entropy tables fitted to ``cf``'s own codes (so a coded file uses them)."""
+    from sqcodec.entropy_tables import build_tables, code_histograms
+
+    return build_tables(code_histograms([cf.codes], cf.codebook_sizes))
+
+
+def _check_mutation(cf: CodesFile, entropy: bool, ops, model: bool = False) -> None:
+    tables = _tables(cf) if model else None
+    data = bs.to_bytes(cf, entropy=entropy, model_tables=tables)
     bad = _mutate(data, ops)
-    got = _read_bounded(bad)
+    got = _read_bounded(bad, model_tables=tables)
     if got is not None:  # an undetected change must leave the decode untouched
         assert np.array_equal(got.codes, cf.codes)
         assert got.header() == cf.header()
@@ -123,6 +131,20 @@ def test_mutated_files_fail_cleanly(cf, entropy, ops):
 @given(cf=files, entropy=st.booleans(), ops=st.lists(mutation, min_size=1, max_size=3))
 def test_mutated_files_fail_cleanly_10k(cf, entropy, ops):
     _check_mutation(cf, entropy, ops)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cf=files, ops=st.lists(mutation, min_size=1, max_size=3))
+def test_mutated_model_coded_files_fail_cleanly(cf, ops):
+    """The same property for files coded with model tables (``entropy=True``: every layer coded)."""
+    _check_mutation(cf, True, ops, model=True)
+
+
+@pytest.mark.slow
+@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cf=files, ops=st.lists(mutation, min_size=1, max_size=3))
+def test_mutated_model_coded_files_fail_cleanly_10k(cf, ops):
+    _check_mutation(cf, True, ops, model=True)
 
 
 # ----------------------------------------------------------------------------------------- random headers
@@ -211,10 +233,13 @@ def test_random_bytes_fail_cleanly(data):
 
 
 @settings(max_examples=300, deadline=None)
-@given(cf=files, entropy=st.booleans(), layers=st.integers(1, 4))
-def test_round_trip_property(cf, entropy, layers):
+@given(
+    cf=files, entropy=st.sampled_from([False, True, "auto"]), model=st.booleans(), layers=st.integers(1, 4)
+)
+def test_round_trip_property(cf, entropy, model, layers):
     layers = min(layers, cf.layers)
-    data = bs.to_bytes(cf, entropy=entropy)
-    got = bs.from_bytes(data, layers=layers)
+    tables = _tables(cf) if model else None
+    data = bs.to_bytes(cf, entropy=entropy, model_tables=tables)
+    got = bs.from_bytes(data, layers=layers, model_tables=tables)
     assert np.array_equal(got.codes, cf.codes[:layers])
     assert got.codebook_sizes == cf.codebook_sizes[:layers]
