@@ -237,9 +237,12 @@ def decode(
 def info(
     file: Path = typer.Argument(..., help="A .codes file."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Model folder whose entropy tables decode the file (default: embedded)."
+    ),
 ) -> None:
     """Describe a .codes file (model, preset, duration, layers, bitrates); checks every CRC."""
-    data = codes_info(file)
+    data = codes_info(file, model)
     if as_json:
         typer.echo(json.dumps(data, indent=1))
         return
@@ -261,7 +264,7 @@ def info(
         ("nominal bitrate", _kbps(data["nominal_bps"])),
         ("actual bitrate", _kbps(data["actual_bps"]) if data["actual_bps"] is not None else "n/a"),
         ("file size", f"{data['file_bytes']} bytes"),
-        ("entropy coded", "yes" if data["entropy_coded"] else "no"),
+        ("entropy coded", _entropy_row(data)),
         ("per layer", ", ".join(f"{i + 1}: {_kbps(b)}" for i, b in enumerate(data["nominal_bps_by_layers"]))),
     ]
     width = max(len(k) for k, _ in rows)
@@ -269,42 +272,68 @@ def info(
         typer.echo(f"{key:<{width}}  {value}")
 
 
-def codes_info(file: Path) -> dict[str, Any]:
-    """The facts ``sqcodec info`` prints (reads the whole file, so a corrupt one fails)."""
-    from sqcodec.bitstream import read_codes, read_header
+def _entropy_row(data: dict[str, Any]) -> str:
+    if not data["entropy_coded"]:
+        return "no"
+    forms = " ".join(data["entropy_layers"])
+    sha = data["entropy_model_tables_sha256"]
+    if sha is None:
+        return f"yes (per layer: {forms})"
+    checked = "decoded" if data["entropy_model_tables_found"] else "not found: CRCs checked, not decoded"
+    return f"yes (per layer: {forms}; model tables sha256 {sha[:16]}..., {checked})"
+
+
+def _info_tables(h: dict[str, Any], model: Path | None) -> Any:
+    """The entropy tables of ``model`` (a folder; default: the embedded model) when the header names them."""
+    from sqcodec.entropy_tables import DEFAULT_TABLES, TABLES_NAME, load_tables
+
+    sha = (h["entropy"] or {}).get("model_tables_sha256")
+    path = DEFAULT_TABLES if model is None else Path(model) / TABLES_NAME
+    if sha is None or not path.is_file():
+        return None
+    tables = load_tables(path)
+    return tables if tables.sha256 == sha or model is not None else None
+
+
+def codes_info(file: Path, model: Path | None = None) -> dict[str, Any]:
+    """The facts ``sqcodec info`` prints (reads every block and checks every CRC, so a corrupt file fails;
+    layers coded with a model's entropy tables are decoded when those tables are at hand)."""
+    import numpy as np
+
+    from sqcodec.bitstream import CodesFile, check_codes, read_header
+    from sqcodec.entropy_tables import EntropyTablesError
 
     try:
         h = read_header(file)
-        cf = read_codes(file)
-    except _errors() as err:
+        tables = _info_tables(h, model)
+        check_codes(file, model_tables=tables)
+    except (*_errors(), EntropyTablesError) as err:
         fail(_message(err, file))
+    fields = {k: h[k] for k in ("model_id", "model_sha256", "preset", "sample_rate", "hop", "latent_rate")}
+    fields.update({k: h[k] for k in ("orig_sample_rate", "orig_channels", "orig_length", "gain")})
+    layers = np.broadcast_to(np.int8(0), (h["layers"], h["num_latents"]))  # only its shape is used
+    cf = CodesFile(layers, h["codebook_sizes"], chunk_latents=h["chunk_latents"], meta=h["meta"], **fields)
     size = os.path.getsize(file)
     duration = cf.duration
-    cum = []
-    for n in range(1, cf.layers + 1):
-        cum.append(cf.bits_per_second(n))
+    entries = (h["entropy"] or {}).get("tables") or [None] * cf.layers
     return {
         "file": str(file),
         "format_version": h["version"],
-        "model_id": cf.model_id,
-        "model_sha256": cf.model_sha256,
-        "preset": cf.preset,
-        "sample_rate": cf.sample_rate,
-        "hop": cf.hop,
+        **fields,
         "latent_rate": cf.latent_rate,
+        "gain": cf.gain,
         "num_latents": cf.num_latents,
         "duration": duration,
-        "orig_sample_rate": cf.orig_sample_rate,
-        "orig_channels": cf.orig_channels,
-        "orig_length": cf.orig_length,
         "orig_duration": cf.orig_length / cf.orig_sample_rate,
-        "gain": cf.gain,
         "layers": cf.layers,
         "codebook_sizes": list(cf.codebook_sizes),
         "chunk_latents": cf.chunk_latents,
         "entropy_coded": h["entropy"] is not None,
+        "entropy_layers": ["packed" if t is None else "model" if t == "model" else "file" for t in entries],
+        "entropy_model_tables_sha256": (h["entropy"] or {}).get("model_tables_sha256"),
+        "entropy_model_tables_found": tables is not None,
         "nominal_bps": cf.bits_per_second(),
-        "nominal_bps_by_layers": cum,
+        "nominal_bps_by_layers": [cf.bits_per_second(n) for n in range(1, cf.layers + 1)],
         "actual_bps": size * 8 / duration if duration > 0 else None,
         "file_bytes": size,
         "meta": cf.meta,

@@ -30,6 +30,11 @@ and resamples each with soxr's stream (bit-identical to the one-shot resampling 
 samples the next chunk needs, so memory does not grow with the file. Decoding is chunked up to the
 features; the Griffin-Lim fallback then runs on the whole file.
 
+**Entropy tables.** A folder may hold ``entropy_tables.json`` (:mod:`sqcodec.entropy_tables`): the
+model's fixed per-layer tables. :meth:`Codec.encode_file` offers them to :func:`write_codes` (``auto``
+uses them for a layer only where that makes the file smaller) and :meth:`Codec.decode_file` passes them
+to :func:`read_codes`; they are loaded and checked with the model and written by :func:`save_codec`.
+
 **What decode restores.** The input is downmixed (mean of the channels) and resampled to the preset
 rate before encoding; decode resamples the vocoder output back to the original rate, crops/pads it to the
 original length and duplicates the mono signal to the original channel count (the codec stores one
@@ -54,6 +59,7 @@ from torch import Tensor
 from .audio import AudioError, audio_info, get_preset, resample, write_audio
 from .audio.features import MelFrontEnd, MelPreset
 from .bitstream import CodesFile, CodesFormatError, bits_for, read_codes, write_codes
+from .entropy_tables import TABLES_NAME, EntropyTablesError, ModelTables, load_tables, save_tables
 from .model import CodecModel, build_model
 from .nets.codec import CodecDecoder, CodecEncoder, decode_chunked
 
@@ -126,7 +132,9 @@ class Codec:
     (``type: codec``). ``preset``: its mel front-end (no per-file step and no standardisation, so chunked
     features equal whole-file features). ``model_id``: a human-readable name. ``model_sha256``: see
     :func:`model_hash`. ``vocoder``: ``features (n_mels, T) -> wave`` at the preset rate, or ``None`` for the
-    Griffin-Lim fallback (``griffinlim_iters`` iterations).
+    Griffin-Lim fallback (``griffinlim_iters`` iterations). ``entropy_tables``: the model's fixed entropy
+    tables (:mod:`sqcodec.entropy_tables`, one per layer) that :meth:`encode_file` may range-code with and
+    :meth:`decode_file` then needs, or ``None`` (per-file tables or packing only).
     """
 
     def __init__(
@@ -138,6 +146,7 @@ class Codec:
         vocoder: Vocoder | None = None,
         device: str | torch.device | None = "cpu",
         griffinlim_iters: int = 32,
+        entropy_tables: ModelTables | None = None,
     ) -> None:
         self.preset = get_preset(preset)
         if not isinstance(model.encoder, CodecEncoder) or not isinstance(model.decoder, CodecDecoder):
@@ -159,6 +168,12 @@ class Codec:
         self.vocoder = vocoder
         self.griffinlim_iters = int(griffinlim_iters)
         self.frontend = MelFrontEnd(self.preset).to(self.device)
+        if entropy_tables is not None and entropy_tables.codebook_sizes != self.codebook_sizes:
+            raise CodecError(
+                f"model {model_id!r}: its entropy tables are for codebooks {entropy_tables.codebook_sizes}, "
+                f"the model has {self.codebook_sizes}"
+            )
+        self.entropy_tables = entropy_tables
 
     # ------------------------------------------------------------------ properties
     @property
@@ -432,7 +447,7 @@ class Codec:
                 "notes": notes,
             },
         )
-        write_codes(out_path, cf)
+        write_codes(out_path, cf, model_tables=self.entropy_tables)
         return cf
 
     def decode_file(
@@ -441,7 +456,9 @@ class Codec:
         """Decode a ``.codes`` file to audio at its original rate, channel count, length and gain.
 
         Refuses codes from another model (sha256 check). Returns the written ``(channels, samples)``."""
-        cf = read_codes(codes_path, layers=layers, expected_model_hash=self.model_sha256)
+        cf = read_codes(
+            codes_path, layers=layers, expected_model_hash=self.model_sha256, model_tables=self.entropy_tables
+        )
         if cf.preset != self.preset.name:  # pragma: no cover - the hash covers the preset
             raise CodecError(f"{codes_path}: codes use preset {cf.preset!r}, the model {self.preset.name!r}")
         stride = self.model.encoder.stride
@@ -630,7 +647,28 @@ def _load_folder(folder: Path, device: Any, vocoder: Vocoder | None) -> Codec:
             f"{folder}: the weights do not match config.json (sha256 {codec.model_sha256[:12]}..., "
             f"config says {str(expected)[:12]}...)"
         )
+    codec.entropy_tables = _load_folder_tables(folder / TABLES_NAME, codec)
     return codec
+
+
+def _load_folder_tables(path: Path, codec: Codec) -> ModelTables | None:
+    """The folder's ``entropy_tables.json`` checked against the model, or ``None`` when it has none."""
+    if not path.is_file():
+        return None
+    try:
+        tables = load_tables(path)
+    except EntropyTablesError as err:
+        raise CodecError(str(err)) from None
+    if tables.codebook_sizes != codec.codebook_sizes:
+        raise CodecError(
+            f"{path}: tables for codebooks {tables.codebook_sizes}, the model has {codec.codebook_sizes}"
+        )
+    if tables.model_sha256 is not None and tables.model_sha256 != codec.model_sha256:
+        raise CodecError(
+            f"{path}: built from the codes of model sha256 {tables.model_sha256[:12]}..., "
+            f"this model is sha256 {codec.model_sha256[:12]}..."
+        )
+    return tables
 
 
 def _folder_config(folder: Path) -> dict:
@@ -712,7 +750,8 @@ def load_codec(
 
 def save_codec(codec: Codec, folder: str | os.PathLike, default_vocoder: str = "hifigan") -> Path:
     """Export ``codec`` as ``folder/model.safetensors`` + ``folder/config.json`` (each written atomically),
-    plus ``vocoder.safetensors`` + ``vocoder.json`` when its vocoder is a HiFi-GAN.
+    plus ``vocoder.safetensors`` + ``vocoder.json`` when its vocoder is a HiFi-GAN and
+    ``entropy_tables.json`` when it has entropy tables (a stale one is removed when it has none).
 
     The config holds the model config, the preset, the model id and its sha256 (checked on load)."""
     from safetensors.torch import save
@@ -736,6 +775,10 @@ def save_codec(codec: Codec, folder: str | os.PathLike, default_vocoder: str = "
         "default_vocoder": default_vocoder,
     }
     atomic_write_text(folder / CONFIG_NAME, json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    if codec.entropy_tables is not None:
+        save_tables(codec.entropy_tables, folder / TABLES_NAME)
+    else:
+        (folder / TABLES_NAME).unlink(missing_ok=True)
     from .vocoder.hifigan import HifiGanVocoder, save_vocoder
 
     if isinstance(codec.vocoder, HifiGanVocoder):

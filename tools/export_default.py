@@ -16,6 +16,13 @@ model.decoder.channels=96 --set train.steps=4000``; its exact config is in ``TRA
     python -m sqcodec.vocoder.train --train speech_train.txt --out exp/vocoder_v3 --size v3 --batch 8 \\
         --gan-start 100000 --lr 4e-4 --lr-decay 1.0
     python tools/export_default.py --codec exp/default_codec --vocoder exp/vocoder_v3
+
+The export also builds the model's entropy tables (``entropy_tables.json``, :mod:`sqcodec.entropy_tables`)
+from the codes of every file of the training list at all layers (never the held-out speakers), and
+records how in ``TRAINING.json`` (``entropy_tables``). ``--tables-only`` rebuilds just those for the
+folder as it is (same model)::
+
+    OMP_NUM_THREADS=1 python tools/export_default.py --tables-only
 """
 
 from __future__ import annotations
@@ -28,11 +35,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sqcodec.codec import DEFAULT_MODEL_DIR, Codec, save_codec  # noqa: E402
+from sqcodec.codec import DEFAULT_MODEL_DIR, Codec, load_codec, read_mono_blocks, save_codec  # noqa: E402
 from sqcodec.data import realaudio_root, speech_list  # noqa: E402
+from sqcodec.entropy_tables import TABLES_NAME, build_tables, code_histograms, save_tables  # noqa: E402
 from sqcodec.train.checkpoint import find_latest, load_checkpoint, load_model  # noqa: E402
 from sqcodec.vocoder.hifigan import HifiGanVocoder  # noqa: E402
 
@@ -65,10 +75,57 @@ def git_commit() -> str:
         return "unknown"
 
 
+def entropy_tables(codec: Codec, folder: Path, commit: str) -> dict:
+    """Build the model's entropy tables from the codes (all layers) of the files of
+    ``folder/training_list.txt`` (relative to the real-audio folder), write ``entropy_tables.json`` and
+    return the record for ``TRAINING.json``."""
+    root = realaudio_root()
+    rel = (folder / "training_list.txt").read_text().split()
+    heldout = set(speech_list("heldout", root))
+    if any(root / r in heldout for r in rel):
+        raise SystemExit("training_list.txt holds held-out files: refusing to build tables from them")
+    codes = (codec.encode_blocks(read_mono_blocks(root / r, codec.sample_rate))[0].numpy() for r in rel)
+    hists = code_histograms(codes, codec.codebook_sizes)
+    record = {
+        "list": "training_list.txt",
+        "files": len(rel),
+        "layers": codec.num_layers,
+        "tool": "tools/export_default.py",
+        "commit": commit,
+    }
+    tables = build_tables(hists, model_sha256=codec.model_sha256, built_from=record)
+    save_tables(tables, folder / TABLES_NAME)
+    bits = [
+        float(-(h * np.log2(c / float(1 << tables.precision))).sum() / max(1, int(h.sum())))
+        for h, c in zip(hists, tables.counts, strict=True)
+    ]
+    return {
+        "file": TABLES_NAME,
+        "sha256": tables.sha256,
+        "precision": tables.precision,
+        **tables.built_from,
+        "train_bits_per_index": [round(b, 3) for b in bits],
+    }
+
+
+def tables_only(folder: Path) -> int:
+    codec = load_codec(folder, vocoder="griffinlim")
+    record = entropy_tables(codec, folder, git_commit())
+    training = folder / "TRAINING.json"
+    doc = json.loads(training.read_text())
+    doc["entropy_tables"] = record
+    training.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(record, indent=1))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--codec", type=Path, required=True, help="training experiment folder of the codec")
-    ap.add_argument("--vocoder", type=Path, required=True, help="sqcodec.vocoder.train experiment folder")
+    ap.add_argument("--codec", type=Path, help="training experiment folder of the codec")
+    ap.add_argument("--vocoder", type=Path, help="sqcodec.vocoder.train experiment folder")
+    ap.add_argument(
+        "--tables-only", action="store_true", help="only rebuild the entropy tables of --out (same model)"
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--model-id", default="sqcodec-default-rsq8x256-v1")
     ap.add_argument(
@@ -78,6 +135,10 @@ def main() -> int:
         help="what decode uses unless told (the HiFi-GAN ships either way)",
     )
     args = ap.parse_args()
+    if args.tables_only:
+        return tables_only(args.out)
+    if args.codec is None or args.vocoder is None:
+        ap.error("--codec and --vocoder are required (unless --tables-only)")
 
     ckpt_path = args.codec / "best.pt"
     if not ckpt_path.is_file():
@@ -133,6 +194,7 @@ def main() -> int:
         "default_vocoder": args.default_vocoder,
         "bitrates_bps": {str(n): codec.bits_per_second(n) for n in range(1, codec.num_layers + 1)},
         "commit": commit,
+        "entropy_tables": entropy_tables(codec, args.out, commit),
     }
     (args.out / "TRAINING.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     manifest = {row["file"]: row for row in csv.DictReader((root / "MANIFEST.tsv").open(), delimiter="\t")}
