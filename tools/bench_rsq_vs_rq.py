@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--channels", type=int, default=32, help="encoder/decoder width (paper: 128)")
     ap.add_argument("--batch", type=int, default=16, help="batch size (paper: 32)")
     ap.add_argument("--crop", type=int, default=88, help="training crop in frames (paper: 344, whole clips)")
+    ap.add_argument("--kinds", default="rq,rsq", help="which of rq,rsq to train (diagnostic arms: rsq)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="OMP threads per training run")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N clips (smoke tests)")
@@ -232,7 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = [int(s) for s in args.seeds.split(",")]
     layer_counts = [int(s) for s in args.layers.split(",")]
     lists = clip_lists(args.out, limit=args.limit)
-    jobs = [(kind, layers, seed) for layers in layer_counts for seed in seeds for kind in ("rq", "rsq")]
+    kinds = args.kinds.split(",")
+    jobs = [(kind, layers, seed) for layers in layer_counts for seed in seeds for kind in kinds]
     t0 = time.time()
     walls: dict[str, float] = {}
     if not args.eval_only:
