@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> dict:
     for kind, layers, seed in jobs:
         name = run_name(kind, layers, seed)
         exp = args.out / name
+        if not (exp / "checkpoints" / f"step_{args.steps:08d}.pt").is_file():
+            results.setdefault("unfinished", []).append(name)  # e.g. a time-boxed --eval-only: left out
+            continue
         train, valid = telemetry(exp)
         last = train[-1]["stats"] if train else {}
         results["runs"][name] = {
