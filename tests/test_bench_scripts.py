@@ -114,3 +114,15 @@ def test_bench_rsq_vs_rq_smoke(realaudio, tmp_path):
         assert all(1.0 <= p <= 8.0 for p in ev["perplexity_per_layer"])
     assert rec["runs"]["rsq_l4_s1"]["eval"]["variance_per_layer"] is not None
     assert any(row.startswith("| 4 | RSQ / RQ |") for row in rec["table"])
+
+
+def test_bench_entropy_smoke(realaudio, tmp_path):
+    out = tmp_path / "ent.json"
+    _run(realaudio, "bench_entropy.py", "--limit", "2", "--layers", "1", "8", "--json", str(out))
+    rec = json.loads(out.read_text())
+    assert rec["files"] == 2 and [r["layers"] for r in rec["rows"]] == [1, 8]
+    for r in rec["rows"]:
+        assert r["nominal_bps"] == 250.0 * r["layers"] and len(r["ideal_bits_per_index"]) == r["layers"]
+        # auto never writes a larger file than plain packing, nor than per-file tables alone
+        assert 0 < r["auto"]["bytes"] <= r["per_file"]["bytes"] <= r["packed"]["bytes"]
+        assert r["auto"]["bps"] > r["nominal_bps"]  # the header is counted in the actual rate
