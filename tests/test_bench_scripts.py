@@ -126,3 +126,27 @@ def test_bench_entropy_smoke(realaudio, tmp_path):
         # auto never writes a larger file than plain packing, nor than per-file tables alone
         assert 0 < r["auto"]["bytes"] <= r["per_file"]["bytes"] <= r["packed"]["bytes"]
         assert r["auto"]["bps"] > r["nominal_bps"]  # the header is counted in the actual rate
+
+
+def test_bench_sq_vs_vq_smoke(realaudio, tmp_path):
+    out = tmp_path / "sqvq.json"
+    args = [
+        "--out",
+        str(tmp_path / "exp"),
+        "--steps",
+        "4",
+        "--channels",
+        "16",
+        "--batch",
+        "4",
+        "--limit",
+        "6",
+    ]
+    _run(realaudio, "bench_sq_vs_vq.py", *args, "--systems", "sq_IV,vq_1e-1", "--json", str(out))
+    rec = json.loads(out.read_text())
+    assert set(rec["runs"]) == {"sq_IV_s1", "vq_1e-1_s1"} and "unfinished" not in rec
+    for run in rec["runs"].values():
+        assert _positive(run["mse_db2"]) and run["files"] == 6
+        assert 1.0 <= run["perplexity"] <= 512.0
+    assert rec["paper_zerospeech_mse_db2"]["sq_IV"] == 32.32
+    assert [row.split(" | ")[0] for row in rec["table"][2:]] == ["| sq_IV", "| vq_1e-1"]
