@@ -25,10 +25,9 @@
 #    (ABX and MUSHRA packaging are not part of the recipe yet.)
 set -euo pipefail
 
-log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[0]##*/}:${BASH_LINENO[0]}) $*"; }
-die() { log "ERROR: $*" 1>&2; exit 1; }
-
 recipes_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck disable=SC1091
+. "${recipes_root}/utils/log.sh"
 
 # ------------------------------------------------------------------------------------------ options
 stage=0              # first stage to run
