@@ -2,11 +2,15 @@
 
 Layout (big-endian; byte-by-byte table in ``docs/bitstream.md``), modelled on EnCodec's ``.ecdc``::
 
-    b"SQCD" | u8 version (=1) | u32 header_len | UTF-8 JSON header (sorted keys) | u32 CRC32 of all before
+    b"SQCD" | u8 version (=2) | u32 header_len | header | u32 CRC32 of all before
     then ceil(num_latents / chunk_latents) chunks, each:
       u32 n (latents in this chunk)
       for each layer l (layer-major): packed block  = ceil(n * bits_l / 8) bytes | u32 CRC32(block)
                                    or coded block   = u32 m | m bytes           | u32 CRC32(m | bytes)
+
+The header is UTF-8 JSON with sorted keys: stored as is in version 1; in version 2 (written by default)
+raw-deflated with the fixed preset dictionary :data:`HEADER_ZDICT`, with ``meta`` left out when empty
+(about 100 bytes instead of about 480 for the default model).
 
 ``bits_l = ceil(log2 K_l)``; packed indices are LSB-first (value bit 0 first, bytes filled from their
 least significant bit), zero-padded to a byte. A reader that wants ``l'`` layers seeks over the blocks of
@@ -47,7 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT_VERSION",
+    "HEADER_ZDICT",
     "MAGIC",
+    "WRITABLE_VERSIONS",
     "CodesFile",
     "CodesFormatError",
     "bits_for",
@@ -64,7 +70,22 @@ __all__ = [
 ]
 
 MAGIC = b"SQCD"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions :func:`write_codes` can write (older ones for tests and for tools that must emit them)
+WRITABLE_VERSIONS = (1, 2)
+#: Version 2's deflate preset dictionary: the keys and the usual values of a header, most common last.
+#: Part of the format: it can never change for version 2.
+HEADER_ZDICT = (
+    b'{"chunk_latents":1024,"codebook_sizes":[1024,1024,512,512],"entropy":{"coder":'
+    b'"constriction-range-categorical-fast","model_tables_sha256":"","tables":[null,{"counts":"",'
+    b'"precision":16},"model","model","model"]},"gain":1.0,"hop":160,"latent_rate":50.0,"layers":4,'
+    b'"meta":{"num_samples":},"model_id":"sqcodec-","model_sha256":"","num_latents":,"orig_channels":1,'
+    b'"orig_length":,"orig_sample_rate":44100,"preset":"vctk16k","sample_rate":16000,"version":2}'
+    b'{"chunk_latents":938,"codebook_sizes":[256,256,256,256,256,256,256,256],"entropy":null,'
+    b'"gain":1.0,"hop":256,"latent_rate":31.25,"layers":8,"model_id":"sqcodec-default-rsq8x256-v",'
+    b'"model_sha256":"","num_latents":,"orig_channels":1,"orig_length":,"orig_sample_rate":16000,'
+    b'"preset":"codec16k","sample_rate":16000,"version":2}'
+)
 #: ``!4sBI``: magic, version, header length
 _PREAMBLE = struct.Struct("!4sBI")
 _U32 = struct.Struct("!I")
@@ -279,16 +300,22 @@ def _str_field(h: dict, key: str, path: Any, max_len: int = 256) -> str:
     return x
 
 
-def _check_header(h: Any, path: Any) -> dict[str, Any]:
-    """Validate a v1 header dict (types, ranges, internal consistency); returns it with tables decoded."""
+def _check_header(h: Any, path: Any, version: int) -> dict[str, Any]:
+    """Validate a header dict of format ``version`` (types, ranges, internal consistency); returns it
+    with tables decoded (and, from version 2, an omitted ``meta`` as ``{}``)."""
     if not isinstance(h, dict):
         raise CodesFormatError(path, f"header is a JSON {type(h).__name__}, not an object")
-    missing = sorted(_HEADER_KEYS - h.keys())
+    optional = {"meta"} if version >= 2 else set()
+    missing = sorted(_HEADER_KEYS - optional - h.keys())
     unknown = sorted(h.keys() - _HEADER_KEYS)
     if missing or unknown:
         raise CodesFormatError(path, f"header fields missing {missing} / unknown {unknown}")
-    if h["version"] != FORMAT_VERSION or not _is_int(h["version"]):
-        raise CodesFormatError(path, f"header says version {h['version']!r} but the file is version 1")
+    if h["version"] != version or not _is_int(h["version"]):
+        raise CodesFormatError(
+            path, f"header says version {h['version']!r} but the file is version {version}"
+        )
+    if "meta" not in h:
+        h = {**h, "meta": {}}
     _str_field(h, "model_id", path)
     _str_field(h, "preset", path)
     sha = h["model_sha256"]
@@ -482,7 +509,7 @@ def _validate_for_write(cf: CodesFile) -> tuple[np.ndarray, dict[str, Any]]:
         )
     header = cf.header()
     header["entropy"] = None
-    _check_header(header, None)
+    _check_header(header, None, FORMAT_VERSION)
     sizes = header["codebook_sizes"]
     codes = codes.astype(np.int64)
     for layer, k in enumerate(sizes):
@@ -568,7 +595,7 @@ def _choose(forms: list[dict[str, _Form]], allowed: tuple[str, ...]) -> list[_Fo
 
 
 def _blocks(
-    cf: CodesFile, entropy: bool | str, model_tables: ModelTables | None = None
+    cf: CodesFile, entropy: bool | str, model_tables: ModelTables | None = None, version: int = FORMAT_VERSION
 ) -> tuple[dict[str, Any], list[list[bytes]]]:
     """Header and, per chunk, the serialised layer blocks (each with its CRC).
 
@@ -577,6 +604,7 @@ def _blocks(
     included, is smallest (ties go to the simpler). ``True``: every eligible layer coded, with the
     smaller table."""
     codes, header = _validate_for_write(cf)
+    header["version"] = version
     spans = list(_chunks(cf.num_latents, cf.chunk_latents))
     sizes = header["codebook_sizes"]
     forms = _layer_forms(codes, sizes, spans, entropy, model_tables)
@@ -602,21 +630,56 @@ def _blocks(
     return header, chunks
 
 
+def _deflate(body: bytes) -> bytes:
+    """Version 2's header body: raw deflate (level 9, no zlib wrapper) with :data:`HEADER_ZDICT`."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, HEADER_ZDICT)
+    return z.compress(body) + z.flush()
+
+
+def _inflate(data: bytes, path: Any) -> bytes:
+    """Inverse of :func:`_deflate`, refusing more than :data:`MAX_HEADER_BYTES` out (no inflate bomb)."""
+    z = zlib.decompressobj(-15, HEADER_ZDICT)
+    try:
+        body = z.decompress(data, MAX_HEADER_BYTES + 1)
+    except zlib.error:
+        raise CodesFormatError(path, "header does not inflate (the header is corrupt)") from None
+    if len(body) > MAX_HEADER_BYTES or z.unconsumed_tail:
+        raise CodesFormatError(path, f"header inflates to more than {MAX_HEADER_BYTES} bytes")
+    if not z.eof or z.unused_data:
+        raise CodesFormatError(path, "header's deflate stream is incomplete or followed by extra bytes")
+    return body
+
+
 def encode_header(header: dict[str, Any]) -> bytes:
-    """Preamble + JSON + CRC32 (of preamble and JSON) for a header dict (not validated)."""
+    """Preamble + header + CRC32 (of preamble and header) for a header dict (not validated); the format
+    version is ``header["version"]`` (1: plain JSON; 2: deflated JSON, an empty ``meta`` left out)."""
+    version = header.get("version", FORMAT_VERSION)
+    if version not in WRITABLE_VERSIONS:
+        raise CodesFormatError(
+            None, f"cannot write format version {version!r} (writable: {WRITABLE_VERSIONS})"
+        )
+    if version >= 2 and not header.get("meta"):
+        header = {k: v for k, v in header.items() if k != "meta"}
     try:
         body = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as err:
         raise CodesFormatError(None, f"header cannot be written as JSON ({err})") from None
     if len(body) > MAX_HEADER_BYTES:
         raise CodesFormatError(None, f"header is {len(body)} bytes, more than the {MAX_HEADER_BYTES} allowed")
-    head = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(body)) + body
+    if version >= 2:
+        body = _deflate(body)
+    head = _PREAMBLE.pack(MAGIC, version, len(body)) + body
     return head + _U32.pack(zlib.crc32(head))
 
 
-def to_bytes(cf: CodesFile, entropy: bool | str = "auto", model_tables: ModelTables | None = None) -> bytes:
+def to_bytes(
+    cf: CodesFile,
+    entropy: bool | str = "auto",
+    model_tables: ModelTables | None = None,
+    version: int = FORMAT_VERSION,
+) -> bytes:
     """The bytes :func:`write_codes` writes for ``cf``."""
-    header, chunks = _blocks(cf, entropy, model_tables)
+    header, chunks = _blocks(cf, entropy, model_tables, version)
     parts = [encode_header(header)]
     for (_, n), blocks in zip(_chunks(cf.num_latents, cf.chunk_latents), chunks, strict=True):
         parts.append(_U32.pack(n))
@@ -629,6 +692,7 @@ def write_codes(
     cf: CodesFile,
     entropy: bool | str = "auto",
     model_tables: ModelTables | None = None,
+    version: int = FORMAT_VERSION,
 ) -> Path:
     """Write ``cf`` to ``path`` atomically (temp file beside it, then rename; nothing left on error).
 
@@ -636,12 +700,13 @@ def write_codes(
     header) or range-coded with the model's table (``model_tables``, :mod:`sqcodec.entropy_tables`),
     whichever makes the whole file smallest, header included (when constriction is installed); ``True``
     codes every layer with K <= 4096 (with the smaller table); ``False`` bit-packs everything. A file
-    that uses ``model_tables`` needs them to be read. Invalid codes raise :class:`CodesFormatError`
-    before any file exists.
+    that uses ``model_tables`` needs them to be read. ``version``: the format version to write (the
+    newest by default; every sqcodec reads the older ones). Invalid codes raise
+    :class:`CodesFormatError` before any file exists.
     """
     path = Path(path)
     try:
-        data = to_bytes(cf, entropy, model_tables)
+        data = to_bytes(cf, entropy, model_tables, version)
     except CodesFormatError as err:
         raise CodesFormatError(path, err.problem) from None
     return atomic_write(path, lambda f: f.write(data))
@@ -675,14 +740,17 @@ class _Reader:
         self.f.seek(self.pos)
 
 
-def _read_header_v1(r: _Reader, header_len: int) -> dict[str, Any]:
+def _read_header(r: _Reader, header_len: int, version: int) -> dict[str, Any]:
+    """The validated header of a version-1 (plain JSON) or version-2 (deflated JSON) file."""
     path = r.path
     if not 2 <= header_len <= MAX_HEADER_BYTES:
         raise CodesFormatError(path, f"header length {header_len} is outside [2, {MAX_HEADER_BYTES}]")
     body = r.read(header_len, "the header")
     crc = r.u32("the header CRC")
-    if zlib.crc32(_PREAMBLE.pack(MAGIC, 1, header_len) + body) != crc:
+    if zlib.crc32(_PREAMBLE.pack(MAGIC, version, header_len) + body) != crc:
         raise CodesFormatError(path, "header CRC mismatch (the header is corrupt)")
+    if version >= 2:
+        body = _inflate(body, path)
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not allowed")
@@ -691,7 +759,7 @@ def _read_header_v1(r: _Reader, header_len: int) -> dict[str, Any]:
         h = json.loads(body.decode("utf-8"), parse_constant=no_constants)
     except (ValueError, RecursionError) as err:
         raise CodesFormatError(path, f"header is not valid UTF-8 JSON ({type(err).__name__})") from None
-    return _check_header(h, path)
+    return _check_header(h, path, version)
 
 
 def _payload_bounds(h: dict[str, Any]) -> tuple[int, int]:
@@ -753,18 +821,20 @@ def _resolve_model_tables(
     return tables
 
 
-def _read_v1(
+def _read_file(
     r: _Reader,
+    version: int,
     header_len: int,
     layers: int | None,
     expected_model_hash: str | None,
     model_tables: ModelTables | None = None,
     check_only: bool = False,
 ) -> CodesFile:
-    """Read a version-1 file. ``check_only``: also accept a file whose model-table layers cannot be decoded
-    for want of ``model_tables`` (their lengths and CRCs are still checked; their codes are left 0)."""
+    """Read a version-1 or -2 file (they differ only in the header). ``check_only``: also accept a file
+    whose model-table layers cannot be decoded for want of ``model_tables`` (their lengths and CRCs are
+    still checked; their codes are left 0)."""
     path = r.path
-    h = _read_header_v1(r, header_len)
+    h = _read_header(r, header_len, version)
     _check_model(path, h, expected_model_hash)
     stored, sizes = h["layers"], h["codebook_sizes"]
     want = stored if layers is None else layers
@@ -846,9 +916,8 @@ def _read_v1(
     )
 
 
-#: one reader per format version, kept forever (the version is a promise)
-_READERS = {1: _read_v1}
-_HEADER_READERS = {1: _read_header_v1}
+#: the format versions this sqcodec reads, kept forever (the version is a promise)
+_READERS = (1, 2)
 
 
 def _preamble(f: IO[bytes], path: Any, size: int) -> tuple[_Reader, int, int]:
@@ -883,7 +952,7 @@ def _open(path: str | os.PathLike) -> Iterator[tuple[_Reader, int, int]]:
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
     """The validated JSON header of a ``.codes`` file (payload not read); ``entropy`` tables as given."""
     with _open(path) as (r, version, header_len):
-        h = _HEADER_READERS[version](r, header_len)
+        h = _read_header(r, header_len, version)
     h.pop("tables")
     return h
 
@@ -908,7 +977,7 @@ def read_codes(
     """
     _check_layers(path, layers)
     with _open(path) as (r, version, header_len):
-        return _READERS[version](r, header_len, layers, expected_model_hash, model_tables)
+        return _read_file(r, version, header_len, layers, expected_model_hash, model_tables)
 
 
 def check_codes(path: str | os.PathLike, model_tables: ModelTables | None = None) -> dict[str, Any]:
@@ -917,7 +986,7 @@ def check_codes(path: str | os.PathLike, model_tables: ModelTables | None = None
     :func:`read_header` does. For ``sqcodec info``, which must work without the model."""
     h = read_header(path)
     with _open(path) as (r, version, header_len):
-        _READERS[version](r, header_len, None, None, model_tables, check_only=True)
+        _read_file(r, version, header_len, None, None, model_tables, check_only=True)
     return h
 
 
@@ -931,4 +1000,4 @@ def from_bytes(
     """:func:`read_codes` on the bytes of a file (``name`` is used in error messages)."""
     _check_layers(name, layers)
     r, version, header_len = _preamble(io.BytesIO(data), name, len(data))
-    return _READERS[version](r, header_len, layers, expected_model_hash, model_tables)
+    return _read_file(r, version, header_len, layers, expected_model_hash, model_tables)

@@ -98,6 +98,12 @@ class CodecError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
+def _model_rate_length(orig_length: int, orig_rate: int, rate: int) -> int:
+    """Samples at the model ``rate`` of an ``orig_length``-sample input at ``orig_rate`` (the length the
+    streaming resampler gives, in all but rare cases: the encoder stores it in the header when not)."""
+    return max(1, round(orig_length * rate / orig_rate))
+
+
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
@@ -423,9 +429,6 @@ class Codec:
                 resampled = " after resampling" if info.sample_rate != self.sample_rate else ""
                 raise AudioError(in_path, f"{err.problem}{resampled}") from None
             raise
-        notes = [f"downmixed {info.channels} channels to mono"] if info.channels > 1 else []
-        if info.sample_rate != self.sample_rate:
-            notes.append(f"resampled {info.sample_rate} Hz -> {self.sample_rate} Hz")
         cf = CodesFile(
             codes=codes.numpy(),
             codebook_sizes=self.codebook_sizes[:keep],
@@ -440,12 +443,10 @@ class Codec:
             orig_length=info.num_samples,
             gain=1.0,
             chunk_latents=chunk,
-            meta={
-                "encoder": "sqcodec.codec",
-                "num_samples": n,
-                "num_frames": self.preset.num_frames(n),
-                "notes": notes,
-            },
+            # the length at the model rate only where decode could not derive it from orig_length
+            meta={}
+            if n == _model_rate_length(info.num_samples, info.sample_rate, self.sample_rate)
+            else {"num_samples": n},
         )
         write_codes(out_path, cf, model_tables=self.entropy_tables)
         return cf
@@ -464,7 +465,7 @@ class Codec:
         stride = self.model.encoder.stride
         n = cf.meta.get("num_samples")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            n = max(1, round(cf.orig_length * self.sample_rate / cf.orig_sample_rate))
+            n = _model_rate_length(cf.orig_length, cf.orig_sample_rate, self.sample_rate)
         frames = self.preset.num_frames(n)
         # the lengths come from the file: check them against the codes before allocating anything
         orig_seconds = cf.orig_length / cf.orig_sample_rate

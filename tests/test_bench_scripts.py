@@ -125,6 +125,8 @@ def test_bench_entropy_smoke(realaudio, tmp_path):
         assert r["nominal_bps"] == 250.0 * r["layers"] and len(r["ideal_bits_per_index"]) == r["layers"]
         # auto never writes a larger file than plain packing, nor than per-file tables alone
         assert 0 < r["auto"]["bytes"] <= r["per_file"]["bytes"] <= r["packed"]["bytes"]
+        # the version-2 header saves over 250 bytes per file against version 1's plain JSON
+        assert r["packed_v1"]["bytes"] - r["packed"]["bytes"] > 250 * 2
         assert r["auto"]["bps"] > r["nominal_bps"]  # the header is counted in the actual rate
 
 

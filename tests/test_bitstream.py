@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import tracemalloc
 import zlib
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import codes_bytes, codes_header
 
 from sqcodec import bitstream as bs
 from sqcodec.bitstream import (
@@ -56,10 +58,16 @@ def skewed_cf(layers=4, n=3000, k=256, chunk=512, seed=1) -> CodesFile:
     return make_cf([k] * layers, n, chunk=chunk, codes=codes)
 
 
-def raw_file(header: dict, payload: bytes = b"", version: int = 1, body: bytes | None = None) -> bytes:
-    """A file with a chosen header (valid CRC) and payload, bypassing the writer's checks."""
+def raw_file(
+    header: dict, payload: bytes = b"", version: int | None = None, body: bytes | None = None
+) -> bytes:
+    """A file with a chosen header (valid CRC) and payload, bypassing the writer's checks; ``body``: the
+    exact header bytes of a version-1 file (or, raw-deflated, of a version-2 one)."""
     if body is None:
-        body = json.dumps(header, sort_keys=True).encode()
+        return codes_bytes(header, payload, version)
+    version = version or 1
+    if version >= 2:
+        body = deflate(body)
     head = struct.pack("!4sBI", b"SQCD", version, len(body)) + body
     return head + struct.pack("!I", zlib.crc32(head)) + payload
 
@@ -153,14 +161,76 @@ def test_mixed_codebook_sizes_and_header_fields(tmp_path):
     assert header["num_latents"] == 500 and header["codebook_sizes"] == [2, 3, 1000, 1024, 4097]
 
 
-def test_header_is_sorted_json_after_preamble(tmp_path):
-    path = write_codes(tmp_path / "a.codes", make_cf([8], 5), entropy=False)
+def inflate(body: bytes) -> bytes:
+    """Version 2's header body, inflated independently of the reader."""
+    z = zlib.decompressobj(-15, bs.HEADER_ZDICT)
+    out = z.decompress(body)
+    assert z.eof and not z.unused_data
+    return out
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_header_is_sorted_json_after_preamble(tmp_path, version):
+    path = write_codes(tmp_path / "a.codes", make_cf([8], 5), entropy=False, version=version)
     data = path.read_bytes()
-    magic, version, n = struct.unpack("!4sBI", data[:9])
-    assert (magic, version) == (b"SQCD", 1)
-    header = json.loads(data[9 : 9 + n])
-    assert list(header) == sorted(header)
+    magic, got_version, n = struct.unpack("!4sBI", data[:9])
+    assert (magic, got_version) == (b"SQCD", version)
+    body = data[9 : 9 + n]
+    header = json.loads(body if version == 1 else inflate(body))
+    assert list(header) == sorted(header) and header["version"] == version
     assert struct.unpack("!I", data[9 + n : 13 + n])[0] == zlib.crc32(data[: 9 + n])
+
+
+def test_version_2_is_the_default_and_much_smaller(tmp_path):
+    cf = make_cf([256] * 8, 141, chunk=938)
+    v1 = write_codes(tmp_path / "v1.codes", cf, entropy=False, version=1).read_bytes()
+    v2 = write_codes(tmp_path / "v2.codes", cf, entropy=False).read_bytes()
+    assert v2[4] == bs.FORMAT_VERSION == 2
+    assert v1[9 + struct.unpack("!I", v1[5:9])[0] + 4 :] == v2[9 + struct.unpack("!I", v2[5:9])[0] + 4 :]
+    h1, h2 = struct.unpack("!I", v1[5:9])[0], struct.unpack("!I", v2[5:9])[0]
+    assert h2 < 140 < 300 < h1  # about 110 vs 330 bytes for this header
+    assert_same(read_codes(tmp_path / "v1.codes"), read_codes(tmp_path / "v2.codes"))
+
+
+def test_version_2_leaves_out_an_empty_meta(tmp_path):
+    import dataclasses
+
+    cf = dataclasses.replace(make_cf([16, 16], 10), meta={})
+    data = write_codes(tmp_path / "a.codes", cf).read_bytes()
+    assert "meta" not in codes_header(data)
+    assert read_header(tmp_path / "a.codes")["meta"] == {} and read_codes(tmp_path / "a.codes").meta == {}
+    # version 1 must always carry it
+    v1 = raw_file({k: v for k, v in {**cf.header(), "version": 1}.items() if k != "meta"})
+    _err(tmp_path, v1, re.escape("missing ['meta']"))
+
+
+def raw_v2(body: bytes) -> bytes:
+    head = struct.pack("!4sBI", b"SQCD", 2, len(body)) + body
+    return head + struct.pack("!I", zlib.crc32(head))
+
+
+def deflate(body: bytes, zdict: bytes = bs.HEADER_ZDICT) -> bytes:
+    z = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
+    return z.compress(body) + z.flush()
+
+
+def test_version_2_header_errors(tmp_path):
+    good = json.dumps({**make_cf([4], 0).header(), "version": 2}, sort_keys=True).encode()
+    ok = tmp_path / "ok.codes"
+    ok.write_bytes(raw_v2(deflate(good)))
+    assert read_codes(ok).num_latents == 0
+    _err(tmp_path, raw_v2(b"\xff\xff\xff\xff"), "does not inflate")
+    _err(tmp_path, raw_v2(deflate(good)[:-3]), "incomplete")
+    _err(tmp_path, raw_v2(deflate(good) + b"xx"), "extra bytes")
+    _err(tmp_path, raw_v2(good), "does not inflate|JSON")  # plain JSON under version 2
+    _err(tmp_path, raw_v2(deflate(good, zdict=b"another dictionary")), "does not inflate|JSON")
+    # an inflate bomb: 20 KiB of deflate that would expand to 20 MiB stops at the header limit
+    bomb = deflate(b"[" + b" " * (20 << 20) + b"]")
+    assert len(bomb) < 64 << 10
+    _err(tmp_path, raw_v2(bomb), "more than 65536 bytes")
+    # a version-1 header under version 2 says so
+    old = json.dumps({**make_cf([4], 0).header(), "version": 1}).encode()
+    _err(tmp_path, raw_v2(deflate(old)), "version 1")
 
 
 def test_packed_payload_layout_is_layer_major(tmp_path):
@@ -273,7 +343,7 @@ def test_entropy_coder_is_bit_exact_golden():
 
 def _block_spans(data: bytes) -> list[tuple[int, int, int]]:
     """(layer, start, end) byte spans of every layer block (data, length and CRC) of a file."""
-    header = read_header_bytes(data)
+    header = codes_header(data)
     pos = 13 + struct.unpack("!I", data[5:9])[0]
     tables = (header["entropy"] or {}).get("tables") or [None] * header["layers"]
     spans = []
@@ -292,17 +362,12 @@ def _block_spans(data: bytes) -> list[tuple[int, int, int]]:
     return spans
 
 
-def read_header_bytes(data: bytes) -> dict:
-    n = struct.unpack("!I", data[5:9])[0]
-    return json.loads(data[9 : 9 + n])
-
-
 @pytest.mark.parametrize("entropy", [False, True])
 def test_read_fewer_layers_never_touches_later_layers(tmp_path, entropy):
     cf = skewed_cf(layers=8, n=1000, chunk=300)
     path = write_codes(tmp_path / "a.codes", cf, entropy=entropy)
     data = bytearray(path.read_bytes())
-    assert (read_header_bytes(data)["entropy"] is not None) == entropy
+    assert (codes_header(data)["entropy"] is not None) == entropy
     for layer, start, end in _block_spans(bytes(data)):
         if layer >= 3:  # scramble the data bytes of later layers (keep coded lengths so they can be skipped)
             first = start + 4 if entropy else start
@@ -368,7 +433,7 @@ def test_wrong_magic(tmp_path, good):
 
 def test_newer_and_unknown_version(tmp_path, good):
     data = good[1]
-    _err(tmp_path, data[:4] + b"\x02" + data[5:], "version 2, newer than this sqcodec reads")
+    _err(tmp_path, data[:4] + b"\x03" + data[5:], "version 3, newer than this sqcodec reads")
     _err(tmp_path, data[:4] + b"\x00" + data[5:], "unknown format version 0")
 
 
@@ -388,8 +453,9 @@ def test_header_length_capped(tmp_path, good):
     "body",
     [b"{not json", b"\xff\xfe{}", b"[1, 2]", b'"x"', b"null", b"[" * 5000 + b"]" * 5000, b'{"a": NaN}'],
 )
-def test_malformed_or_non_object_json(tmp_path, body):
-    _err(tmp_path, raw_file({}, body=body), "header")
+@pytest.mark.parametrize("version", [1, 2])
+def test_malformed_or_non_object_json(tmp_path, body, version):
+    _err(tmp_path, raw_file({}, body=body, version=version), "header")
 
 
 def _header(**changes) -> dict:
@@ -431,7 +497,7 @@ def _header(**changes) -> dict:
         {"model_sha256": "abc"},
         {"model_sha256": SHA.upper()},
         {"model_id": 5},
-        {"version": 2},
+        {"version": 3},
         {"meta": []},
         {"entropy": {"coder": "zip", "tables": [None, None]}},
         {"entropy": {"coder": bs.ENTROPY_CODER, "tables": [None, None]}},
@@ -535,7 +601,7 @@ def test_every_single_bit_flip_is_detected(tmp_path, entropy):
     """Flipping any one bit of a small file gives an error or (never, in practice) the same decode."""
     cf = skewed_cf(layers=2, n=12, k=16, chunk=5)
     data = write_codes(tmp_path / "f.codes", cf, entropy=entropy).read_bytes()
-    assert (read_header_bytes(data)["entropy"] is not None) == entropy
+    assert (codes_header(data)["entropy"] is not None) == entropy
     assert_same(bs.from_bytes(data), cf)
     silent = 0
     for i in range(len(data) * 8):

@@ -4,13 +4,12 @@ original decode; never another exception, never a silently different decode, nev
 from __future__ import annotations
 
 import base64
-import json
 import struct
 import tracemalloc
-import zlib
 
 import numpy as np
 import pytest
+from helpers import codes_bytes, codes_header, codes_payload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -175,10 +174,10 @@ def headers(draw):
     """(header, payload) of a valid file with a few header fields replaced by absurd or ill-typed values,
     or a plausible header over random payload bytes."""
     cf = draw(files)
-    data = bs.to_bytes(cf, entropy=draw(st.booleans()))
-    n = struct.unpack("!I", data[5:9])[0]
-    h = json.loads(data[9 : 9 + n])
-    payload = data[13 + n :] if draw(st.booleans()) else draw(st.binary(max_size=300))
+    version = draw(st.sampled_from(bs.WRITABLE_VERSIONS))
+    data = bs.to_bytes(cf, entropy=draw(st.booleans()), version=version)
+    h = codes_header(data)
+    payload = codes_payload(data) if draw(st.booleans()) else draw(st.binary(max_size=300))
     for key in draw(st.lists(st.sampled_from(sorted(h)), max_size=3)):
         h[key] = draw(st.one_of(big_ints, json_values, st.lists(big_ints, max_size=6)))
     if draw(st.integers(0, 5)) == 5:
@@ -194,18 +193,12 @@ def headers(draw):
         }
     if draw(st.integers(0, 5)) == 5:
         h[draw(st.text(max_size=5))] = draw(json_values)
-    return h, payload
-
-
-def _raw(header, payload: bytes) -> bytes:
-    body = json.dumps(header).encode()
-    head = struct.pack("!4sBI", b"SQCD", 1, len(body)) + body
-    return head + struct.pack("!I", zlib.crc32(head)) + payload
+    return h, payload, version
 
 
 def _check_header(header_payload, layers) -> None:
-    header, payload = header_payload
-    got = _read_bounded(_raw(header, payload), layers=layers)
+    header, payload, version = header_payload
+    got = _read_bounded(codes_bytes(header, payload, version), layers=layers)
     if got is not None:  # accepted: a consistent header, and codes that respect it
         assert got.codes.shape == (min(layers or header["layers"], header["layers"]), header["num_latents"])
         assert got.header()["codebook_sizes"] == header["codebook_sizes"][: got.layers]
@@ -227,9 +220,9 @@ def test_random_headers_fail_cleanly_10k(header_payload, layers):
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.binary(max_size=64))
-def test_random_bytes_fail_cleanly(data):
-    assert _read_bounded(b"SQCD\x01" + data) is None or len(data) > 8
+@given(data=st.binary(max_size=64), version=st.sampled_from([b"\x01", b"\x02"]))
+def test_random_bytes_fail_cleanly(data, version):
+    assert _read_bounded(b"SQCD" + version + data) is None or len(data) > 8
 
 
 @settings(max_examples=300, deadline=None)

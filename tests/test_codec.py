@@ -108,8 +108,22 @@ def test_streamed_file_encode_equals_array_encode(codec, realaudio, tmp_path, mo
     monkeypatch.setattr(codec_mod, "STREAM_BLOCK", block)
     cf = codec.encode_file(src, tmp_path / "x.codes", chunk_seconds=0.7)
     assert np.array_equal(cf.codes, codec.encode_wave(wave).numpy())
-    assert cf.meta["num_samples"] == len(wave)
-    assert cf.meta["notes"] == ["downmixed 2 channels to mono", "resampled 44100 Hz -> 16000 Hz"]
+    # the header keeps the model-rate length only where decode cannot derive it from orig_length
+    derived = round(info.num_samples * 16000 / info.sample_rate)
+    assert cf.meta == ({} if derived == len(wave) else {"num_samples": len(wave)})
+    assert (cf.orig_channels, cf.orig_sample_rate, cf.orig_length) == (2, 44100, info.num_samples)
+
+
+def test_encode_keeps_the_model_rate_length_when_it_cannot_be_derived(codec, speech, tmp_path, monkeypatch):
+    wave, sr = speech
+    path = tmp_path / "in.wav"
+    sf.write(path, wave[: sr * 2], sr)
+    assert codec.encode_file(path, tmp_path / "a.codes").meta == {}
+    monkeypatch.setattr(codec_mod, "_model_rate_length", lambda n, a, b: n + 1)
+    cf = codec.encode_file(path, tmp_path / "b.codes")
+    assert cf.meta == {"num_samples": sr * 2}
+    assert read_header(tmp_path / "b.codes")["meta"] == {"num_samples": sr * 2}
+    assert codec.decode_file(tmp_path / "b.codes", tmp_path / "b.wav").shape == (1, sr * 2)
 
 
 def test_encode_batch_and_layers(codec, speech):

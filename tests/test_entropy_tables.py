@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import struct
-import zlib
 
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import run_cli
+from helpers import codes_bytes, codes_header, codes_payload, run_cli
 
 from sqcodec import bitstream as bs
 from sqcodec.bitstream import CodesFile, CodesFormatError, from_bytes, read_codes, read_header, write_codes
@@ -148,8 +147,8 @@ def test_auto_picks_per_layer_the_smallest_form(tables):
     codes[1] = np.random.default_rng(2).integers(0, K, codes.shape[1])  # uniform: stays packed
     codes[2] = np.random.default_rng(3).integers(0, 4, codes.shape[1])  # 4 symbols: its own table wins
     data = bs.to_bytes(make_cf(codes, chunk=1000), "auto", tables)
-    assert read_header_bytes(data)["entropy"]["tables"][:2] == ["model", None]
-    assert isinstance(read_header_bytes(data)["entropy"]["tables"][2], dict)
+    assert codes_header(data)["entropy"]["tables"][:2] == ["model", None]
+    assert isinstance(codes_header(data)["entropy"]["tables"][2], dict)
     assert np.array_equal(from_bytes(data, model_tables=tables).codes, codes)
 
 
@@ -175,7 +174,7 @@ def test_decoding_without_or_with_other_tables_fails_with_one_line(tables, other
 def test_bit_flip_in_a_model_coded_block_is_detected(tables):
     data = bs.to_bytes(make_cf(skewed(2, 60, seed=8), chunk=30), True, tables)
     start = 13 + struct.unpack("!I", data[5:9])[0]
-    assert read_header_bytes(data)["entropy"]["tables"] == ["model", "model"]
+    assert codes_header(data)["entropy"]["tables"] == ["model", "model"]
     for i in range(start, len(data)):
         for bit in range(8):
             bad = bytearray(data)
@@ -195,11 +194,9 @@ def test_bit_flip_in_a_model_coded_block_is_detected(tables):
 )
 def test_malformed_model_table_headers_are_refused(tables, entropy):
     data = bs.to_bytes(make_cf(skewed(2, 20, seed=9)), False)
-    h = read_header_bytes(data)
+    h = codes_header(data)
     h["entropy"] = entropy
-    body = json.dumps(h).encode()
-    head = struct.pack("!4sBI", b"SQCD", 1, len(body)) + body
-    raw = head + struct.pack("!I", zlib.crc32(head)) + data[13 + struct.unpack("!I", data[5:9])[0] :]
+    raw = codes_bytes(h, codes_payload(data))
     with pytest.raises(CodesFormatError, match="entropy"):
         from_bytes(raw, model_tables=tables)
 
@@ -233,11 +230,7 @@ def test_files_written_before_model_tables_still_decode(tables):
     for given in (None, tables):  # tables are ignored by a file that does not use them
         got = from_bytes(data, model_tables=given)
         assert got.codes.tolist() == OLD_CODES and all(t is not None for t in got.entropy_tables)
-    assert bs.to_bytes(got, True) == data  # and the writer still writes the same bytes
-
-
-def read_header_bytes(data: bytes) -> dict:
-    return json.loads(data[9 : 9 + struct.unpack("!I", data[5:9])[0]])
+    assert bs.to_bytes(got, True, version=1) == data  # and the writer still writes the same bytes
 
 
 # ------------------------------------------------------------------------------ the default model
@@ -276,7 +269,7 @@ def test_default_tables_code_held_out_speech_below_the_packing(default_tables, r
     cf = make_cf(codes[:1])
     cf.model_sha256 = codec.model_sha256
     coded = bs.to_bytes(cf, True, default_tables)
-    assert read_header_bytes(coded)["entropy"]["tables"] == ["model"]
+    assert codes_header(coded)["entropy"]["tables"] == ["model"]
     payload = len(coded) - 13 - struct.unpack("!I", coded[5:9])[0]
     packed = bs.to_bytes(cf, False)
     assert payload < len(packed) - 13 - struct.unpack("!I", packed[5:9])[0]
