@@ -88,8 +88,6 @@ for s in ${train_set} ${valid_set} ${test_sets}; do
 done
 log "recipe ${recipe_dir##*/}: sets [${all_sets}], preset ${preset}, normalisation ${norm}, conf ${conf}"
 
-# run a single logged command; on failure the runner names the log and we stop
-run1() { local logf="$1"; shift; ${train_cmd} "${logf}" "$@" || die "failed, see ${logf}"; }
 
 # ------------------------------------------------------------------------------------------ stages
 if [ "${stage}" -le -1 ] && [ "${stop_stage}" -ge -1 ]; then

@@ -42,7 +42,6 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--ngpu N] [--conf X.yaml] 
 . "${recipes_root}/utils/recipe_setup.sh"
 [ -n "${corpus}" ] || die "--corpus is required"
 [ -n "${tag}" ] || tag="$(basename "${conf:-none}" .yaml)"
-run1() { local logf="$1"; shift; ${train_cmd} "${logf}" "$@" || die "failed, see ${logf}"; }
 exp="${expdir}/${tag}"
 log "image recipe ${recipe_dir##*/}: corpus ${corpus}, conf ${conf:-none}, exp ${exp}"
 
