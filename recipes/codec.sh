@@ -22,7 +22,10 @@
 #    6  scoring: sqcodec score of each wav/ against the references (log-mel RMSE, mel dB², STOI, PESQ-wb),
 #       feature-domain log-mel RMSE / mel dB², codebook perplexity and bits/s of the codes ->
 #       exp/<tag>/scores/<set>_<L<n>|resyn>.{json,md} and exp/<tag>/scores/summary.md
-#    (ABX and MUSHRA packaging are not part of the recipe yet.)
+#    7  (only when asked: --stop_stage 7) minimal-pair ABX with sqcodec abx on the audio of --abx_set and
+#       the item file --abx_item (ZeroSpeech 2019 / Libri-Light format, docs/abx.md), representation
+#       --abx_representation of the stage-5 checkpoint -> exp/<tag>/abx/<set>_<representation>.{json,md}
+#    (MUSHRA packaging is not part of the recipe: sqcodec mushra, docs/mushra.md.)
 set -euo pipefail
 
 recipes_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -59,11 +62,16 @@ decode_layers=""     # stage 5: layer counts to decode with, e.g. "1 2 4 8" (def
 decode_ckpt=""       # stage 5: model checkpoint (default: exp/<tag>/best.pt, else the newest checkpoint)
 decode_max_utts=0    # stage 5: decode only the first N utterances of each set (0 = all; for smoke tests)
 score_metrics=""     # stage 6: waveform metrics (default log_mel_rmse,mel_mse_db2,stoi,pesq_wb)
+abx_item=""          # stage 7: ABX item file (#file onset offset #phone prev-phone next-phone speaker)
+abx_set=""           # stage 7: the set whose audio the item file names (default: the first of --test_sets)
+abx_representation=continuous  # stage 7: continuous | quantized | codes | mel
+abx_args=""          # stage 7: extra arguments to sqcodec abx (e.g. "--layers 2 --mode across")
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--nj N] [--ngpu N] [--conf X.yaml] [--tag T] \
 [--db_root DIR] [--resume true|CKPT] [--datadir data] [--dumpdir dump] [--expdir exp] [--norm auto|standardise|none] \
 [--train_args '...'] [--prep_args '...'] [--vocoder_size v3] [--vocoder_steps N] [--vocoder_gan_start N] \
 [--vocoder_args '...'] [--vocoder_tag T] [--vocoder DIR|griffinlim] [--decode_sets '...'] [--decode_layers '1 2 4'] \
-[--decode_ckpt CKPT] [--decode_max_utts N] [--score_metrics '...']"
+[--decode_ckpt CKPT] [--decode_max_utts N] [--score_metrics '...'] [--abx_item FILE] [--abx_set SET] \
+[--abx_representation continuous|quantized|codes|mel] [--abx_args '...']"
 
 . "${recipes_root}/utils/recipe_setup.sh"
 [ -n "${train_set}" ] || die "--train_set is required"
@@ -81,6 +89,7 @@ feat_type=raw; [ "${norm}" = standardise ] && feat_type=norm
 [ -n "${vocoder_tag}" ] || vocoder_tag="hifigan_${preset}_${vocoder_size}"
 [ -n "${vocoder}" ] || vocoder="${expdir}/${vocoder_tag}/vocoder"
 [ -n "${decode_sets}" ] || decode_sets="${test_sets:-${valid_set}}"
+[ -n "${abx_set}" ] || abx_set="${test_sets%% *}"
 
 all_sets=""
 for s in ${train_set} ${valid_set} ${test_sets}; do
@@ -255,5 +264,24 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     --sets "${decode_sets}" --ref_scps "${ref_scps}" --preset "${preset}" --out "${exp}/scores" "${opt[@]}"
   log "  ${exp}/scores/summary.md:"
   cat "${exp}/scores/summary.md"
+fi
+
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+  log "Stage 7: ABX (${abx_representation}) on ${abx_set:-?} with ${abx_item:-?} -> ${exp}/abx"
+  [ -n "${abx_item}" ] && [ -f "${abx_item}" ] || die "--abx_item '${abx_item}': no such file (an item file, docs/abx.md)"
+  [ -n "${abx_set}" ] && [ -f "${datadir}/${abx_set}/wav.scp" ] || die "--abx_set '${abx_set}': no ${datadir}/${abx_set}/wav.scp"
+  ckpt="${decode_ckpt:-${exp}/best.pt}"
+  [ -f "${ckpt}" ] || die "no checkpoint ${ckpt} (run stage 3, or give --decode_ckpt)"
+  mkdir -p "${exp}/abx/log"
+  run1 "${exp}/abx/log/audio_${abx_set}.log" "${python}" -m sqcodec.recipe_tools abx-audio \
+    --wav_scp "${datadir}/${abx_set}/wav.scp" --out "${exp}/abx/audio_${abx_set}"
+  opt=(); [ "${feat_type}" = norm ] && opt+=(--stats "${dumpdir}/${train_set}/stats.json")
+  out="${exp}/abx/${abx_set}_${abx_representation}"
+  # shellcheck disable=SC2086
+  run1 "${exp}/abx/log/abx_${abx_set}_${abx_representation}.log" "${python}" -m sqcodec abx "${abx_item}" \
+    --audio "${exp}/abx/audio_${abx_set}" --model "${ckpt}" --representation "${abx_representation}" \
+    --no-progress --json "${out}.json" --markdown "${out}.md" "${opt[@]}" ${abx_args}
+  log "  ${out}.md:"
+  cat "${out}.md"
 fi
 log "done (stages ${stage}..${stop_stage})"

@@ -525,32 +525,56 @@ def conf_get(conf: Path, key: str, default: str | None = None) -> str:
     return "" if node is None else str(node)
 
 
-def wav_list(wav_scp: Path, out: Path, max_files: int = 0) -> int:
-    """Write the audio paths of ``wav_scp`` (file order, each path once; the first ``max_files`` when > 0)
-    to ``out``, one per line. Entries must be plain paths of existing files: a piped ``cmd |`` entry
-    (or a path with white space, which the list format cannot hold) is a :class:`RecipeError`."""
-    paths: list[str] = []
-    seen: set[str] = set()
+def _plain_entries(wav_scp: Path, needs: str) -> list[tuple[str, str]]:
+    """``(utt, path)`` of ``wav_scp`` in file order; entries must be plain paths of existing files (``needs``
+    names what needs that, for the error): a piped ``cmd |`` entry or a path with white space is a
+    :class:`RecipeError`."""
+    entries: list[tuple[str, str]] = []
     for utt, value in read_table(wav_scp):
         value = value.strip()
         if value.endswith("|"):
             raise RecipeError(
-                f"{wav_scp}: {utt}: piped entry '{value}' is not supported here; the vocoder trainer "
-                "needs plain audio file paths in wav.scp"
+                f"{wav_scp}: {utt}: piped entry '{value}' is not supported here; {needs} plain audio file "
+                "paths in wav.scp"
             )
         if any(c.isspace() for c in value):
             raise RecipeError(f"{wav_scp}: {utt}: audio path '{value}' contains white space")
         if not Path(value).is_file():
             raise RecipeError(f"{wav_scp}: {utt}: no such file {value}")
-        if value not in seen:
-            seen.add(value)
-            paths.append(value)
-    if not paths:
+        entries.append((utt, value))
+    if not entries:
         raise RecipeError(f"{wav_scp}: no entries")
+    return entries
+
+
+def wav_list(wav_scp: Path, out: Path, max_files: int = 0) -> int:
+    """Write the audio paths of ``wav_scp`` (file order, each path once; the first ``max_files`` when > 0)
+    to ``out``, one per line (plain paths only, see :func:`_plain_entries`)."""
+    paths = list(dict.fromkeys(p for _, p in _plain_entries(wav_scp, "the vocoder trainer needs")))
     if max_files > 0:
         paths = paths[:max_files]
     write_text_atomic(Path(out), "".join(f"{x}\n" for x in paths))
     return len(paths)
+
+
+def abx_audio(wav_scp: Path, out: Path) -> int:
+    """Stage 7: a folder of ``<utt><ext>`` symbolic links to the audio of ``wav_scp``, so that the ``#file``
+    ids of an ABX item file (the utterance ids) are found by ``sqcodec abx --audio``. The folder is rebuilt
+    from scratch (links only; anything else in it is an error, never deleted)."""
+    entries = _plain_entries(wav_scp, "sqcodec abx --audio needs")
+    out = Path(out)
+    if out.exists():
+        stray = [p.name for p in out.iterdir() if not p.is_symlink()]
+        if stray:
+            raise RecipeError(f"{out}: holds files that are not links ({stray[0]}, ...); not touching it")
+        for p in out.iterdir():
+            p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    for utt, path in entries:
+        if "/" in utt:
+            raise RecipeError(f"{wav_scp}: {utt}: an utterance id with '/' cannot name a file")
+        (out / f"{utt}{Path(path).suffix}").symlink_to(Path(path).resolve())
+    return len(entries)
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -616,6 +640,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--max", type=int, default=0, help="keep only the first N paths (0 = all)")
 
+    s = sub.add_parser("abx-audio", help="stage 7: wav.scp -> folder of <utt>.<ext> links for sqcodec abx")
+    s.add_argument("--wav_scp", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+
     s = sub.add_parser("decode", help="stage 5: decode a set (codes, features, vocoded wavs)")
     s.add_argument("--exp", type=Path, required=True, help="the model's experiment folder exp/<tag>")
     s.add_argument("--set", required=True, help="set name (output folders exp/<tag>/decode_<set>_*)")
@@ -678,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         elif a.cmd == "wav-list":
             res = f"{wav_list(a.wav_scp, a.out, a.max)} audio files -> {a.out}"
+        elif a.cmd == "abx-audio":
+            res = f"{abx_audio(a.wav_scp, a.out)} audio links -> {a.out}"
         elif a.cmd == "decode":
             from .recipe_eval import decode_set
 

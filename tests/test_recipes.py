@@ -911,3 +911,98 @@ def test_wave_metrics_without_pesq(monkeypatch):
     names, notes = recipe_eval.wave_metrics()
     assert names == ["log_mel_rmse", "mel_mse_db2", "stoi"]
     assert notes == ["pesq_wb: skipped, the 'pesq' package is not installed (pip install pesq)"]
+
+
+# ------------------------------------------------------------------------------------------ stage 7
+def _abx_items(files: list[Path], path: Path) -> Path:
+    """An item file over ``files``: 8 alternating 'a'/'b' segments of 0.1 s per file in one context, the
+    speaker the file-name prefix (labels arbitrary: what is tested is the plumbing, not the phonetics)."""
+    lines = ["#file onset offset #phone prev-phone next-phone speaker"]
+    for f in files:
+        for i in range(8):
+            t = 0.2 + 0.1 * i
+            lines.append(f"{f.stem} {t:.2f} {t + 0.1:.2f} {'ab'[i % 2]} x y {f.stem.split('_')[0]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_abx_audio_links(tmp_path):
+    a, b = tmp_path / "a.wav", tmp_path / "b.flac"
+    for f in (a, b):
+        sf.write(f, np.zeros(1600), 16000)
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"u1 {a}\nu2 {b}\n")
+    out = tmp_path / "links"
+    assert rt.abx_audio(scp, out) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["u1.wav", "u2.flac"]
+    assert (out / "u2.flac").resolve() == b.resolve()
+    scp.write_text(f"u3 {a}\n")  # a re-run rebuilds the folder from scratch
+    assert rt.abx_audio(scp, out) == 1 and [p.name for p in out.iterdir()] == ["u3.wav"]
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(rt.RecipeError, match="not links"):
+        rt.abx_audio(scp, out)
+    assert (out / "keep.txt").read_text() == "mine"
+    scp.write_text(f"u4 sox {a} -t wav - |\n")
+    with pytest.raises(rt.RecipeError, match="piped entry"):
+        rt.abx_audio(scp, tmp_path / "other")
+
+
+def test_recipe_stage7_abx_equals_sqcodec_abx(realaudio, tmp_path):
+    """Stage 7 of a real run.sh on ZeroSpeech 2019 test files and a tiny checkpoint gives exactly what
+    `sqcodec abx` gives on the original folder; a missing item file stops the recipe naming the option."""
+    import json
+
+    zs = realaudio / "speech" / "zerospeech2019_english"
+    files = sorted(zs.glob("S0[23]*.flac"))  # S022 (two files), S029, S030
+    work = tmp_path / "work"
+    _small_set(files, work, "abx", lambda f: f.stem.split("_")[0])
+    _tiny_exp(work / "exp" / "tiny", TINY_CODEC, {"preset": "codec16k"})
+    item = _abx_items(files, tmp_path / "test.item")
+    r = run_recipe(
+        "zerospeech2019",
+        work,
+        tmp_path,
+        "--stage",
+        "7",
+        "--stop_stage",
+        "7",
+        "--tag",
+        "tiny",
+        "--abx_item",
+        str(item),
+    )
+    out = work / "exp" / "tiny" / "abx"
+    assert sorted(p.name for p in (out / "audio_abx").iterdir()) == sorted(f.name for f in files)
+    got = json.loads((out / "abx_continuous.json").read_text())
+    code, _, err = helpers.run_cli(
+        "abx",
+        item,
+        "--audio",
+        zs,
+        "--model",
+        work / "exp" / "tiny" / "best.pt",
+        "--no-progress",
+        "--json",
+        tmp_path / "direct.json",
+    )
+    assert code == 0, err
+    want = json.loads((tmp_path / "direct.json").read_text())
+    assert got["items_used"] == 32 and got["speakers"] == 3
+    assert (got["within"], got["across"]) == (want["within"], want["across"])
+    assert all(0 <= got[m]["error"] <= 100 and got[m]["triplets"] > 0 for m in ("within", "across"))
+    assert (out / "abx_continuous.md").read_text() in r.stdout + r.stderr
+    r = run_recipe(
+        "zerospeech2019",
+        work,
+        tmp_path,
+        "--stage",
+        "7",
+        "--stop_stage",
+        "7",
+        "--tag",
+        "tiny",
+        "--abx_item",
+        str(tmp_path / "missing.item"),
+        check=False,
+    )
+    assert r.returncode != 0 and "--abx_item" in r.stderr and "missing.item" in r.stderr
