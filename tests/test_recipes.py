@@ -958,19 +958,8 @@ def test_recipe_stage7_abx_equals_sqcodec_abx(realaudio, tmp_path):
     _small_set(files, work, "abx", lambda f: f.stem.split("_")[0])
     _tiny_exp(work / "exp" / "tiny", TINY_CODEC, {"preset": "codec16k"})
     item = _abx_items(files, tmp_path / "test.item")
-    r = run_recipe(
-        "zerospeech2019",
-        work,
-        tmp_path,
-        "--stage",
-        "7",
-        "--stop_stage",
-        "7",
-        "--tag",
-        "tiny",
-        "--abx_item",
-        str(item),
-    )
+    stage7 = ("--stage", "7", "--stop_stage", "7", "--tag", "tiny", "--abx_item")
+    r = run_recipe("zerospeech2019", work, tmp_path, *stage7, str(item))
     out = work / "exp" / "tiny" / "abx"
     assert sorted(p.name for p in (out / "audio_abx").iterdir()) == sorted(f.name for f in files)
     got = json.loads((out / "abx_continuous.json").read_text())
@@ -991,18 +980,5 @@ def test_recipe_stage7_abx_equals_sqcodec_abx(realaudio, tmp_path):
     assert (got["within"], got["across"]) == (want["within"], want["across"])
     assert all(0 <= got[m]["error"] <= 100 and got[m]["triplets"] > 0 for m in ("within", "across"))
     assert (out / "abx_continuous.md").read_text() in r.stdout + r.stderr
-    r = run_recipe(
-        "zerospeech2019",
-        work,
-        tmp_path,
-        "--stage",
-        "7",
-        "--stop_stage",
-        "7",
-        "--tag",
-        "tiny",
-        "--abx_item",
-        str(tmp_path / "missing.item"),
-        check=False,
-    )
+    r = run_recipe("zerospeech2019", work, tmp_path, *stage7, str(tmp_path / "missing.item"), check=False)
     assert r.returncode != 0 and "--abx_item" in r.stderr and "missing.item" in r.stderr
