@@ -522,34 +522,6 @@ def test_recipe_tools_cli_errors(tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("error: ") and str(tmp_path) in r.stderr
 
 
-@pytest.mark.slow
-def test_recipe_mini_stage3_trains(realaudio, tmp_path):
-    build_mini_librispeech(realaudio, tmp_path / "db", n_train=3, n_dev=1)
-    work = tmp_path / "work"
-    work.mkdir()
-    steps = "--set train.steps=2 train.val_every=2 train.ckpt_every=2 train.log_every=1 train.plot=false"
-    run_recipe(
-        "mini_librispeech",
-        work,
-        tmp_path / "db",
-        "--stage",
-        "0",
-        "--stop_stage",
-        "3",
-        "--ngpu",
-        "0",
-        "--tag",
-        "smoke",
-        "--train_args",
-        steps,
-    )
-    exp = work / "exp" / "smoke"
-    assert (exp / "config.yaml").is_file() and (exp / "best.pt").is_file()
-    log = (exp / "train.log").read_text()
-    assert "data.train=" in log.splitlines()[0] and log.rstrip().endswith("status=0")
-    assert (exp / "valid_list.txt").read_text().split() == keys(work / "data/dev/utt2spk")
-
-
 # ------------------------------------------------------------------------------------------ stages 4-6
 def test_wav_list(tmp_path):
     a, b = tmp_path / "a.wav", tmp_path / "b.flac"
@@ -828,6 +800,12 @@ def test_recipe_mini_stages_0_6(realaudio, tmp_path):
 
     assert load_vocoder(voc / "vocoder").preset.name == "codec16k"
     exp = work / "exp/smoke"
+    # stage 3
+    assert (exp / "config.yaml").is_file() and (exp / "best.pt").is_file()
+    log = (exp / "train.log").read_text()
+    assert "data.train=" in log.splitlines()[0] and log.rstrip().endswith("status=0")
+    assert (exp / "valid_list.txt").read_text().split() == keys(work / "data/dev/utt2spk")
+    # stages 5-6
     dev = keys(work / "data/dev/wav.scp")
     lengths = {u: sf.info(p).frames for u, p in table(work / "data/dev/wav.scp").items()}
     for sub in ("ref", "resyn", "L1", "L2", "L4"):

@@ -124,6 +124,12 @@ def main() -> int:
     ap.add_argument("--codec", type=Path, help="training experiment folder of the codec")
     ap.add_argument("--vocoder", type=Path, help="sqcodec.vocoder.train experiment folder")
     ap.add_argument(
+        "--checkpoint", type=Path, default=None, help="codec checkpoint (default: best.pt, else the newest)"
+    )
+    ap.add_argument(
+        "--history", default="", help="how the codec run was made, for TRAINING.json (resumes, data changes)"
+    )
+    ap.add_argument(
         "--tables-only", action="store_true", help="only rebuild the entropy tables of --out (same model)"
     )
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
@@ -140,7 +146,7 @@ def main() -> int:
     if args.codec is None or args.vocoder is None:
         ap.error("--codec and --vocoder are required (unless --tables-only)")
 
-    ckpt_path = args.codec / "best.pt"
+    ckpt_path = args.checkpoint or args.codec / "best.pt"
     if not ckpt_path.is_file():
         ckpt_path = find_latest(args.codec)
     model, cfg = load_model(ckpt_path)
@@ -181,6 +187,7 @@ def main() -> int:
             "config": cfg,
             "checkpoint": ckpt_path.name,
             "step": step,
+            "history": args.history,
             "trained_on": "CPU (2 cores)"
             if cfg["train"].get("device") == "cpu"
             else cfg["train"].get("device"),
