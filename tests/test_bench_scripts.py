@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(realaudio: Path, script: str, *args: str) -> None:
+def _run(realaudio: Path, script: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "SQCODEC_REALAUDIO": str(realaudio), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     r = subprocess.run(
         [sys.executable, str(REPO / "tools" / script), *args],
@@ -23,7 +23,8 @@ def _run(realaudio: Path, script: str, *args: str) -> None:
         timeout=600,
         cwd=REPO,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert (r.returncode == 0) == ok, r.stderr[-3000:]
+    return r
 
 
 def _positive(x: object) -> bool:
@@ -114,6 +115,19 @@ def test_bench_rsq_vs_rq_smoke(realaudio, tmp_path):
         assert all(1.0 <= p <= 8.0 for p in ev["perplexity_per_layer"])
     assert rec["runs"]["rsq_l4_s1"]["eval"]["variance_per_layer"] is not None
     assert any(row.startswith("| 4 | RSQ / RQ |") for row in rec["table"])
+
+    # --merge: seed 2 has no checkpoints here, seed 1 comes from the file above, marked as merged
+    merged = tmp_path / "merged.json"
+    args2 = [a if a != "1" else "2" for a in args[:6]] + args[6:-1] + [str(merged), "--eval-only"]
+    _run(realaudio, "bench_rsq_vs_rq.py", *args2, "--merge", str(out))
+    got = json.loads(merged.read_text())
+    assert got["runs"] == {k: {**v, "merged_from": str(out)} for k, v in rec["runs"].items()}
+    assert got["unfinished"] == ["rq_l4_s2", "rsq_l4_s2"] and got["table"] == rec["table"]
+    # runs made with another step budget are refused, naming the file
+    r = _run(
+        realaudio, "bench_rsq_vs_rq.py", *args2[:2], "--steps", "5", *args2[4:], "--merge", str(out), ok=False
+    )
+    assert r.returncode != 0 and str(out) in r.stderr and "steps" in r.stderr
 
 
 def test_bench_entropy_smoke(realaudio, tmp_path):

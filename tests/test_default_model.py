@@ -91,3 +91,52 @@ def test_cli_round_trip_on_the_default_model(realaudio, tmp_path):
     assert (b.samplerate, b.channels, b.frames) == (a.samplerate, a.channels, a.frames)
     y, _ = sf.read(wav)
     assert np.isfinite(y).all() and np.abs(y).max() > 1e-2
+
+
+def test_export_default_retrains_the_codec_and_keeps_the_shipped_vocoder(realaudio, tmp_path):
+    """tools/export_default.py with an exported vocoder folder (the shipped one): a new codec checkpoint
+    is packaged with that vocoder unchanged, its training record, history and entropy tables."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import TINY_CODEC
+    from safetensors.torch import load_file
+
+    from sqcodec.model import build_model
+    from sqcodec.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(TINY_CODEC)
+    ckpt = tmp_path / "exp" / "checkpoints" / "step_00000012.pt"
+    cfg = {"model": TINY_CODEC, "data": {"preset": "codec16k"}, "train": {"device": "cpu"}}
+    save_checkpoint({"step": 12, "model": model.state_dict(), "config": cfg}, ckpt)
+    out = tmp_path / "default"
+    tool = DEFAULT_MODEL_DIR.parents[2] / "tools" / "export_default.py"
+    args = ["--codec", str(tmp_path / "exp"), "--checkpoint", str(ckpt), "--vocoder", str(DEFAULT_MODEL_DIR)]
+    args += ["--out", str(out), "--model-id", "tiny-export", "--default-vocoder", "griffinlim"]
+    env = {**os.environ, "SQCODEC_REALAUDIO": str(realaudio), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, str(tool), *args, "--history", "resumed once"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    codec = load_codec(out)
+    assert codec.model_id == "tiny-export" and codec.num_layers == TINY_CODEC["quantizer"]["num_layers"]
+    record = json.loads((out / "TRAINING.json").read_text())
+    shipped = json.loads((DEFAULT_MODEL_DIR / "TRAINING.json").read_text())
+    assert record["codec"]["history"] == "resumed once" and record["codec"]["step"] == 12
+    assert record["codec"]["checkpoint"] == ckpt.name and record["default_vocoder"] == "griffinlim"
+    assert record["vocoder"] == shipped["vocoder"]  # the vocoder's own training record is kept
+    new, old = (
+        load_file(str(out / "vocoder.safetensors")),
+        load_file(str(DEFAULT_MODEL_DIR / "vocoder.safetensors")),
+    )
+    assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in old)
+    assert (out / "training_list.txt").read_text() == (DEFAULT_MODEL_DIR / "training_list.txt").read_text()
+    assert record["entropy_tables"]["files"] == shipped["data"]["files"]
+    assert (out / "entropy_tables.json").is_file() and "LibriSpeech" in (out / "ATTRIBUTION.md").read_text()

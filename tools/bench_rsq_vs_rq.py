@@ -18,6 +18,10 @@ minutes of audio instead of 8,732 clips, only orderings and ratios can be compar
 
     python tools/bench_rsq_vs_rq.py --out exp/rsq_rq --steps 3000 --seeds 1,2,3 --layers 8,4 \\
         --channels 32 --batch 16 --crop 88 --jobs 2 --json out.json --markdown out.md
+
+``--merge earlier.json`` adds the runs an earlier result file of this script scored and this one did
+not (their checkpoints are gone, or were made elsewhere), as they were recorded, each marked with the
+file it came from; the earlier file must have used the same steps, width, batch, crop and overrides.
 """
 
 from __future__ import annotations
@@ -38,6 +42,24 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "egs" / "urbansound8k" / "conf"
 PAPER = {"rq": {4: 0.506, 8: 0.497}, "rsq": {4: 0.427, 8: 0.314}}  # HQ-VAE Table 2, RMSE
+SAME_SETTINGS = ("steps", "channels", "batch", "crop", "set")  # what runs merged from another file share
+
+
+def merge_runs(results: dict, earlier: Path, settings: dict) -> None:
+    """Add the runs of ``earlier`` (a JSON of this script) that ``results`` lacks, marked as merged."""
+    try:
+        old = json.loads(earlier.read_text())
+        old_settings, old_runs = old["settings"], old["runs"]
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"error: {earlier}: not a result file of this script ({e})")
+    differ = [k for k in SAME_SETTINGS if old_settings.get(k) != settings.get(k)]
+    if differ:
+        sys.exit(f"error: {earlier}: made with other settings ({', '.join(differ)}); cannot merge its runs")
+    for name, run in old_runs.items():
+        if name not in results["runs"]:
+            results["runs"][name] = {**run, "merged_from": str(earlier)}
+    if "unfinished" in results:
+        results["unfinished"] = [n for n in results["unfinished"] if n not in results["runs"]]
 
 
 def clip_lists(out: Path, root: Path | None = None, limit: int | None = None) -> dict[str, Path]:
@@ -229,6 +251,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--eval-only", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
+    ap.add_argument(
+        "--merge", type=Path, action="append", default=[], help="earlier JSON whose other runs to include"
+    )
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     layer_counts = [int(s) for s in args.layers.split(",")]
@@ -257,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "command": "python tools/bench_rsq_vs_rq.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": json.loads(json.dumps(vars(args), default=str)),  # paths as strings
         "n_clips": {k: len(v.read_text().split()) for k, v in lists.items()},
         "wall_s": time.time() - t0,
         "paper_rmse": PAPER,
@@ -283,6 +308,8 @@ def main(argv: list[str] | None = None) -> dict:
             },
             "valid_curve": [(r["step"], r["stats"].get("mse", r.get("loss"))) for r in valid],
         }
+    for earlier in args.merge:
+        merge_runs(results, earlier, results["settings"])
     rows = summarise(results)
     results["table"] = rows
     if args.json:
