@@ -97,3 +97,20 @@ def row_mask(mask: Tensor | None, z: Tensor) -> Tensor | None:
     if mask is None:
         return None
     return mask.reshape(-1).to(z.dtype)
+
+
+def greedy_residual_codes(z: Tensor, codebooks: list[Tensor]) -> Tensor:
+    """Greedy residual codes ``(B, L', *S)`` of ``z`` ``(B, D, *S)``, one layer per codebook:
+    ``k_l = argmin_k ||r_l - b_k||^2``, ``r_{l+1} = r_l - b_{k_l}`` (RQ-VAE's encoder, and RSQ's
+    deterministic one: the argmax of ``-||r_l - b_k||^2 / (2 s_l^2)`` for any ``s_l^2 > 0``)."""
+    from .gumbel import fp32, squared_distances
+
+    with fp32(z.device):
+        residual = to_rows(z.float())
+        codes = []
+        for cb in codebooks:
+            cb = cb.float()
+            idx = squared_distances(residual, cb).argmin(-1)
+            residual = residual - cb[idx]
+            codes.append(idx)
+    return torch.stack(codes, 1).reshape(z.shape[0], *z.shape[2:], len(codebooks)).movedim(-1, 1)

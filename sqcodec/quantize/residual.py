@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import Quantizer, QuantizerOutput, from_rows, row_mask, to_rows
+from .base import Quantizer, QuantizerOutput, from_rows, greedy_residual_codes, row_mask, to_rows
 from .gumbel import (
     code_distribution,
     entropy_rows,
@@ -41,7 +41,6 @@ from .gumbel import (
     per_sample_sum,
     perplexity,
     sample_codewords,
-    squared_distances,
     stats_to_floats,
 )
 
@@ -188,15 +187,7 @@ class ResidualSQ(Quantizer):
     ) -> Tensor:
         """Deterministic greedy codes ``(B, L', *S)``: argmax per layer on the hard residuals."""
         keep = self.num_layers if layers is None else self._num_kept(layers)
-        with fp32(z.device):
-            residual = to_rows(z.float())
-            codes = []
-            for i in range(keep):
-                cb = self.codebook(i).float()
-                idx = squared_distances(residual, cb).argmin(-1)  # argmax of -d/(2 s_l^2), s_l^2 > 0
-                residual = residual - cb[idx]
-                codes.append(idx)
-        return torch.stack(codes, 1).reshape(z.shape[0], *z.shape[2:], keep).movedim(-1, 1)
+        return greedy_residual_codes(z, [self.codebook(i) for i in range(keep)])
 
     def decode(self, codes: Tensor) -> Tensor:
         """``sum_{l <= L'} b_{l, codes_l}`` for codes ``(B, L', *S)`` -> ``(B, D, *S)``."""

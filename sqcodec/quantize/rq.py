@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Quantizer, QuantizerOutput, from_rows, row_mask, to_rows
+from .base import Quantizer, QuantizerOutput, from_rows, greedy_residual_codes, row_mask, to_rows
 from .gumbel import fp32, per_sample_sum, perplexity, squared_distances, stats_to_floats
 from .vq import EMACodebook
 
@@ -165,15 +165,7 @@ class ResidualVQ(Quantizer):
     ) -> Tensor:
         """Greedy residual codes ``(B, L', *S)``."""
         keep = self.num_layers if layers is None else self._num_kept(layers)
-        with fp32(z.device):
-            residual = to_rows(z.float())
-            codes = []
-            for i in range(keep):
-                embed = self.codebook(i).float()
-                idx = squared_distances(residual, embed).argmin(-1)
-                residual = residual - embed[idx]
-                codes.append(idx)
-        return torch.stack(codes, 1).reshape(z.shape[0], *z.shape[2:], keep).movedim(-1, 1)
+        return greedy_residual_codes(z, [self.codebook(i) for i in range(keep)])
 
     def decode(self, codes: Tensor) -> Tensor:
         """``sum_{l <= L'} b_{l, codes_l}`` for codes ``(B, L', *S)``."""
