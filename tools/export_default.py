@@ -3,9 +3,8 @@
 ``sqcodec/pretrained/default/`` (safetensors + JSON, no pickle), with its training record and the data
 attributions.
 
-How the shipped model (v2) was made (CPU here; a GPU run uses the same commands with ``device: cuda``;
-v2 is the config at 96 channels and 4,000 steps: add ``--set model.encoder.channels=96 --set
-model.decoder.channels=96 --set train.steps=4000``; its exact config is in ``TRAINING.json``)::
+How the shipped model (v3) was made (CPU here, one thread; a GPU run uses the same commands with
+``device: cuda``; its exact config is in ``TRAINING.json``, ``codec.history`` says how the run went)::
 
     python - <<'EOF'   # the training lists, from sqcodec/data/lists (speaker-disjoint held-out)
     from sqcodec.data import speech_list
@@ -13,9 +12,14 @@ model.decoder.channels=96 --set train.steps=4000``; its exact config is in ``TRA
     EOF
     python -m sqcodec.train --config sqcodec/configs/default_codec.yaml --out exp/default_codec \\
         --set data.train=speech_train.txt
+    python tools/export_default.py --codec exp/default_codec --vocoder sqcodec/pretrained/default \\
+        --model-id sqcodec-default-rsq8x256-v3 --default-vocoder griffinlim
+
+``--vocoder`` takes an exported vocoder folder (as here: v3 retrained only the codec and kept the
+shipped HiFi-GAN with its record) or a vocoder experiment; the shipped one was trained with::
+
     python -m sqcodec.vocoder.train --train speech_train.txt --out exp/vocoder_v3 --size v3 --batch 8 \\
         --gan-start 100000 --lr 4e-4 --lr-decay 1.0
-    python tools/export_default.py --codec exp/default_codec --vocoder exp/vocoder_v3
 
 The export also builds the model's entropy tables (``entropy_tables.json``, :mod:`sqcodec.entropy_tables`)
 from the codes of every file of the training list at all layers (never the held-out speakers), and
