@@ -45,14 +45,14 @@ PAPER = {"rq": {4: 0.506, 8: 0.497}, "rsq": {4: 0.427, 8: 0.314}}  # HQ-VAE Tabl
 SAME_SETTINGS = ("steps", "channels", "batch", "crop", "set")  # what runs merged from another file share
 
 
-def merge_runs(results: dict, earlier: Path, settings: dict) -> None:
+def merge_runs(results: dict, earlier: Path) -> None:
     """Add the runs of ``earlier`` (a JSON of this script) that ``results`` lacks, marked as merged."""
     try:
         old = json.loads(earlier.read_text())
         old_settings, old_runs = old["settings"], old["runs"]
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"error: {earlier}: not a result file of this script ({e})")
-    differ = [k for k in SAME_SETTINGS if old_settings.get(k) != settings.get(k)]
+    differ = [k for k in SAME_SETTINGS if old_settings.get(k) != results["settings"].get(k)]
     if differ:
         sys.exit(f"error: {earlier}: made with other settings ({', '.join(differ)}); cannot merge its runs")
     for name, run in old_runs.items():
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
             "valid_curve": [(r["step"], r["stats"].get("mse", r.get("loss"))) for r in valid],
         }
     for earlier in args.merge:
-        merge_runs(results, earlier, results["settings"])
+        merge_runs(results, earlier)
     rows = summarise(results)
     results["table"] = rows
     if args.json:

@@ -49,6 +49,7 @@ from sqcodec.data import realaudio_root, speech_list  # noqa: E402
 from sqcodec.entropy_tables import TABLES_NAME, build_tables, code_histograms, save_tables  # noqa: E402
 from sqcodec.train.checkpoint import find_latest, load_checkpoint, load_model  # noqa: E402
 from sqcodec.vocoder.hifigan import VOCODER_CONFIG, HifiGanVocoder, load_vocoder  # noqa: E402
+from sqcodec.vocoder.train import trained_vocoder  # noqa: E402
 
 ATTRIBUTION = """# Training data of the embedded default model
 
@@ -123,32 +124,13 @@ def tables_only(folder: Path) -> int:
     return 0
 
 
-def load_trained_vocoder(path: Path, commit: str) -> HifiGanVocoder:
-    """The HiFi-GAN to ship: the newest checkpoint of a ``sqcodec.vocoder.train`` experiment, with a new
-    training record, or an exported vocoder folder (``vocoder.json`` + ``vocoder.safetensors``, e.g. the
-    model shipped now, when only the codec is retrained) with the record it already has."""
+def load_trained_vocoder(path: Path) -> HifiGanVocoder:
+    """The HiFi-GAN to ship: an exported vocoder folder (``vocoder.json`` + ``vocoder.safetensors``, e.g. the
+    model shipped now, when only the codec is retrained) with the record it has, or the newest checkpoint
+    of a ``sqcodec.vocoder.train`` experiment with the record its ``--export`` writes."""
     if (path / VOCODER_CONFIG).is_file():
         return load_vocoder(path)
-    voc_ckpt = load_checkpoint(find_latest(path))
-    vcfg = voc_ckpt["config"]
-    vocoder = HifiGanVocoder(vcfg["preset"], vcfg["size"])
-    vocoder.generator.load_state_dict(voc_ckpt["generator"])
-    vocoder.prepare_inference()
-    vocoder.record = {
-        "trainer": "sqcodec.vocoder.train",
-        "size": vcfg["size"],
-        "steps": int(voc_ckpt["step"]),
-        "gan_steps": max(0, int(voc_ckpt["step"]) - int(vcfg["gan_start"])),
-        "losses": "45 mel L1 + 45 multi-resolution STFT (generator only; no GAN steps on CPU)"
-        if int(voc_ckpt["step"]) <= int(vcfg["gan_start"])
-        else "HiFi-GAN (mel 45, adv 1, fm 10)",
-        "batch": vcfg["batch"],
-        "segment": vcfg["segment"],
-        "lr": vcfg["lr"],
-        "data": "training_list.txt",
-        "commit": commit,
-    }
-    return vocoder
+    return trained_vocoder(path).prepare_inference()
 
 
 def main() -> int:
@@ -186,7 +168,7 @@ def main() -> int:
     model, cfg = load_model(ckpt_path)
     step = int(load_checkpoint(ckpt_path)["step"])
     commit = git_commit()
-    vocoder = load_trained_vocoder(args.vocoder, commit)
+    vocoder = load_trained_vocoder(args.vocoder)
     codec = Codec(model, cfg["data"]["preset"], model_id=args.model_id, vocoder=vocoder)
     if args.out.exists():
         shutil.rmtree(args.out)

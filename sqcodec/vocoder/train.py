@@ -251,21 +251,26 @@ def train(args: argparse.Namespace) -> Path:
     return out
 
 
-def export(args: argparse.Namespace) -> Path:
-    """Write the generator of the latest checkpoint of ``--out`` as a vocoder folder ``--export``."""
-    latest = find_latest(args.out)
+def trained_vocoder(exp: Path) -> HifiGanVocoder:
+    """The generator of the latest checkpoint of experiment ``exp``, with its training record."""
+    latest = find_latest(exp)
     if latest is None:
-        raise SystemExit(f"{args.out}: no checkpoint to export")
+        raise SystemExit(f"{exp}: no checkpoint to export")
     ck = load_checkpoint(latest)
     cfg = ck["config"]
     vocoder = HifiGanVocoder(cfg["preset"], cfg["size"])
     vocoder.generator.load_state_dict(ck["generator"])
     files = read_list(Path(cfg["train"]))
-    record = {
+    step, gan_start = int(ck["step"]), int(cfg["gan_start"])
+    vocoder.record = {
         "trainer": "sqcodec.vocoder.train",
         "size": cfg["size"],
-        "steps": int(ck["step"]),
+        "steps": step,
         "gan_start": cfg["gan_start"],
+        "gan_steps": max(0, step - gan_start),
+        "losses": "45 mel L1 + 45 multi-resolution STFT (generator only)"
+        if step <= gan_start
+        else "HiFi-GAN (mel 45, adv 1, fm 10)",
         "batch": cfg["batch"],
         "segment": cfg["segment"],
         "lr": cfg["lr"],
@@ -273,7 +278,12 @@ def export(args: argparse.Namespace) -> Path:
         "train_list": cfg.get("train_list_name") or Path(cfg["train"]).name,
         "commit": _git_commit(),
     }
-    return save_vocoder(vocoder, args.export, record)
+    return vocoder
+
+
+def export(args: argparse.Namespace) -> Path:
+    """Write the generator of the latest checkpoint of ``--out`` as a vocoder folder ``--export``."""
+    return save_vocoder(trained_vocoder(Path(args.out)), args.export)
 
 
 def main(argv: list[str] | None = None) -> int:
