@@ -117,7 +117,7 @@ def test_export_default_retrains_the_codec_and_keeps_the_shipped_vocoder(realaud
     args += ["--out", str(out), "--model-id", "tiny-export", "--default-vocoder", "griffinlim"]
     env = {**os.environ, "SQCODEC_REALAUDIO": str(realaudio), "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
-        [sys.executable, str(tool), *args, "--history", "resumed once"],
+        [sys.executable, str(tool), *args, "--history", "resumed once", "--trained-on", "CPU, 1 thread"],
         capture_output=True,
         text=True,
         env=env,
@@ -130,6 +130,7 @@ def test_export_default_retrains_the_codec_and_keeps_the_shipped_vocoder(realaud
     record = json.loads((out / "TRAINING.json").read_text())
     shipped = json.loads((DEFAULT_MODEL_DIR / "TRAINING.json").read_text())
     assert record["codec"]["history"] == "resumed once" and record["codec"]["step"] == 12
+    assert record["codec"]["trained_on"] == "CPU, 1 thread"
     assert record["codec"]["checkpoint"] == ckpt.name and record["default_vocoder"] == "griffinlim"
     assert record["vocoder"] == shipped["vocoder"]  # the vocoder's own training record is kept
     new, old = (

@@ -11,8 +11,8 @@ from test_codec import tiny_codec
 
 from sqcodec.codec import CodecError, load_codec, save_codec
 from sqcodec.vocoder import GENERATOR_CONFIGS, HifiGanVocoder, VocoderError, load_vocoder, save_vocoder
+from sqcodec.vocoder.train import CodecFeatures, SegmentSampler, init_from_exported, stft_loss
 from sqcodec.vocoder.train import main as train_main
-from sqcodec.vocoder.train import stft_loss
 
 SPEECH = [
     "speech/librispeech/test-other/2033/2033-164914-0000.flac",
@@ -160,6 +160,92 @@ def test_trainer_learns_resumes_and_exports(realaudio, tmp_path):
     v = load_vocoder(tmp_path / "voc")
     assert v.record["steps"] == 13 and v.record["size"] == "v3"
     assert v.vocode(torch.randn(80, 10) - 4).shape == (2560,)
+
+
+def test_init_generator_continues_an_exported_vocoder(realaudio, tmp_path):
+    """``--init-generator``: a training-form generator started from an exported (weight-norm-folded)
+    vocoder computes what the export does; a run from it exports a record that adds its steps to the
+    export's and keeps what it started from; a generator of another size is refused."""
+    torch.manual_seed(3)
+    source = HifiGanVocoder("codec16k", "v3")
+    with torch.no_grad():  # give the weight norms' g and v different values than a fresh init has
+        for p in source.parameters():
+            p.mul_(1.0 + 0.5 * torch.rand_like(p))
+    source.record = {"steps": 7, "gan_steps": 0, "size": "v3"}
+    save_vocoder(source.prepare_inference(), tmp_path / "start")
+    torch.manual_seed(4)
+    fresh = HifiGanVocoder("codec16k", "v3")
+    mel = torch.randn(1, 80, 12) - 4
+    with torch.no_grad():
+        before = fresh(mel)
+        assert init_from_exported(fresh, tmp_path / "start")["steps"] == 7
+        assert (fresh(mel) - source.generator(mel).squeeze(1)).abs().max() < 1e-5
+        assert (fresh(mel) - before).abs().max() > 1e-2  # it did change the generator
+    assert any(".parametrizations.weight." in k for k in fresh.generator.state_dict())  # still trainable
+    with pytest.raises(SystemExit, match="generator or preset differs"):
+        init_from_exported(HifiGanVocoder("codec16k", "v2"), tmp_path / "start")
+    lst = tmp_path / "train.txt"
+    lst.write_text(f"{realaudio / SPEECH[0]}\n")
+    out = tmp_path / "exp"
+    args = ["--train", str(lst), "--out", str(out), "--batch", "1", "--segment", "2048", "--steps", "2"]
+    args += ["--gan-start", "100", "--device", "cpu", "--init-generator", str(tmp_path / "start")]
+    assert train_main(args) == 0
+    assert train_main(["--out", str(out), "--export", str(tmp_path / "voc")]) == 0
+    record = load_vocoder(tmp_path / "voc").record
+    assert record["steps"] == 9 and record["initialised_from"]["steps"] == 7
+
+
+def test_codec_features_line_up_with_the_crops(realaudio, tmp_path):
+    """``--codec``: crops start on a frame; the ground-truth choice (0) equals the crop's own features
+    away from its edges, and the codec's decoded features line up with them (best match at lag 0); a
+    run on them exports a record naming the codec and its layer counts."""
+    from sqcodec.audio import load_mono
+    from sqcodec.audio.features import MelFrontEnd, get_preset
+    from sqcodec.codec import DEFAULT_MODEL_DIR
+
+    preset = get_preset("codec16k")
+    hop, segment = preset.hop_length, 8192
+    frames = segment // hop + 1
+    waves = [load_mono(realaudio / p, 16000)[0].astype(np.float32) for p in SPEECH]
+    feats = CodecFeatures(str(DEFAULT_MODEL_DIR), waves, preset, [0, 8])
+    sampler = SegmentSampler(waves, segment, seed=0, align=hop)
+    picks = sampler.picks(6)
+    assert all(a % hop == 0 and a + segment <= len(waves[k]) for k, a in picks)
+    crops = sampler.crops(picks)
+    truth = MelFrontEnd(preset)(crops)
+    gt = torch.stack([feats.features[k][0][:, a // hop : a // hop + frames] for k, a in picks])
+    codec = torch.stack([feats.features[k][1][:, a // hop : a // hop + frames] for k, a in picks])
+    assert gt.shape == truth.shape == codec.shape == (6, 80, frames)
+    assert (gt[..., 3:-3] - truth[..., 3:-3]).abs().max() < 1e-3
+
+    def err(lag: int) -> float:
+        return float((codec[..., 8 + lag : -8 + lag] - truth[..., 8:-8]).pow(2).mean())
+
+    assert err(0) < 0.5 * min(err(-2), err(2))
+    drawn = feats.batch(picks, frames, hop, np.random.default_rng(0))
+    assert drawn.shape == (6, 80, frames)
+    assert all(torch.equal(drawn[i], gt[i]) or torch.equal(drawn[i], codec[i]) for i in range(6))
+    with pytest.raises(SystemExit, match="codec-layers"):
+        CodecFeatures(str(DEFAULT_MODEL_DIR), waves, preset, [9])
+
+    lst = tmp_path / "train.txt"
+    lst.write_text(f"{realaudio / SPEECH[0]}\n")
+    out = tmp_path / "exp"
+    args = ["--train", str(lst), "--out", str(out), "--batch", "2", "--segment", "4096", "--steps", "2"]
+    args += [
+        "--gan-start",
+        "100",
+        "--device",
+        "cpu",
+        "--codec",
+        str(DEFAULT_MODEL_DIR),
+        "--codec-layers",
+        "1,8",
+    ]
+    assert train_main(args) == 0
+    assert train_main(["--out", str(out), "--export", str(tmp_path / "voc")]) == 0
+    inputs = load_vocoder(tmp_path / "voc").record["inputs"]
+    assert inputs["layers"] == [1, 8] and inputs["codec"]["model_id"].startswith("sqcodec-default")
 
 
 def test_griffin_lim_chunks_long_inputs_without_seams(realaudio):

@@ -146,6 +146,9 @@ def main() -> int:
         "--history", default="", help="how the codec run was made, for TRAINING.json (resumes, data changes)"
     )
     ap.add_argument(
+        "--trained-on", default="", help="the codec's training machine, for TRAINING.json (default: device)"
+    )
+    ap.add_argument(
         "--tables-only", action="store_true", help="only rebuild the entropy tables of --out (same model)"
     )
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
@@ -185,9 +188,7 @@ def main() -> int:
             "checkpoint": ckpt_path.name,
             "step": step,
             "history": args.history,
-            "trained_on": "CPU (2 cores)"
-            if cfg["train"].get("device") == "cpu"
-            else cfg["train"].get("device"),
+            "trained_on": args.trained_on or cfg["train"].get("device"),
         },
         "vocoder": vocoder.record,
         "data": {

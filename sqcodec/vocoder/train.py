@@ -14,7 +14,12 @@ log-magnitude L1 over FFT sizes 512/1024/2048, ParallelWaveGAN eq. 4-6). It is w
 SpeechBrain's ``STFTLoss`` calls ``torch.stft`` without ``return_complex``, which torch >= 2.0 refuses.
 
 AdamW(lr 2e-4, betas 0.8/0.99) for both networks, ExponentialLR(0.999) every 1000 steps... as in the
-paper (per epoch there). Random ``--segment``-sample crops, features computed on the crop. Checkpoints
+paper (per epoch there). Random ``--segment``-sample crops, features computed on the crop.
+``--init-generator FOLDER`` starts the generator from an exported vocoder (e.g. the shipped one) to
+continue its training. ``--codec MODEL`` fine-tunes on what that codec decodes from its own codes of the
+training audio (at ``--codec-layers``, one drawn per crop) instead of on the ground-truth features, with
+the real audio as the target: the vocoder learns the codec's output, as HiFi-GAN §4.4 fine-tunes on a
+TTS model's output. Checkpoints
 (``exp/checkpoints/step_*.pt``, weights-only, atomic) resume exactly where they stopped; ``--export``
 writes the generator folder that :func:`sqcodec.vocoder.load_vocoder` reads.
 """
@@ -38,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..audio import load_mono
-from ..audio.features import MelFrontEnd, get_preset
+from ..audio.features import MelFrontEnd, MelPreset, get_preset
 from ..train.checkpoint import (
     checkpoint_path,
     find_latest,
@@ -48,7 +53,7 @@ from ..train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .hifigan import HifiGanVocoder, save_vocoder
+from .hifigan import HifiGanVocoder, load_vocoder, save_vocoder
 
 log = logging.getLogger("sqcodec.vocoder.train")
 
@@ -73,25 +78,81 @@ def read_list(path: Path) -> list[Path]:
 
 
 class SegmentSampler:
-    """Random fixed-length crops from a set of waves (file drawn in proportion to its length)."""
+    """Random fixed-length crops from a set of waves (file drawn in proportion to its length), starting
+    at a multiple of ``align`` samples (the hop, when crops must line up with precomputed frames)."""
 
-    def __init__(self, waves: list[np.ndarray], segment: int, seed: int) -> None:
+    def __init__(self, waves: list[np.ndarray], segment: int, seed: int, align: int = 1) -> None:
         self.waves = waves
         lengths = np.array([len(w) for w in waves], dtype=np.float64)
         self.p = lengths / lengths.sum()
         self.segment = segment
+        self.align = align
         self.rng = np.random.default_rng(seed)
 
-    def batch(self, n: int) -> Tensor:
-        out = np.zeros((n, self.segment), dtype=np.float32)
-        for i, k in enumerate(self.rng.choice(len(self.waves), size=n, p=self.p)):
-            w = self.waves[k]
-            if len(w) <= self.segment:
-                out[i, : len(w)] = w
-            else:
-                a = int(self.rng.integers(0, len(w) - self.segment + 1))
-                out[i] = w[a : a + self.segment]
+    def picks(self, n: int) -> list[tuple[int, int]]:
+        """``n`` crops as (file index, start sample)."""
+        out = []
+        for k in self.rng.choice(len(self.waves), size=n, p=self.p):
+            room = len(self.waves[k]) - self.segment
+            a = 0 if room <= 0 else self.align * int(self.rng.integers(0, room // self.align + 1))
+            out.append((int(k), a))
+        return out
+
+    def crops(self, picks: list[tuple[int, int]]) -> Tensor:
+        out = np.zeros((len(picks), self.segment), dtype=np.float32)
+        for i, (k, a) in enumerate(picks):
+            w = self.waves[k][a : a + self.segment]
+            out[i, : len(w)] = w
         return torch.from_numpy(out)
+
+    def batch(self, n: int) -> Tensor:
+        return self.crops(self.picks(n))
+
+
+class CodecFeatures:
+    """The features a codec decodes from its own codes of each training file, at each of ``layers``
+    (0 = the ground-truth features): the vocoder's input when it is fine-tuned on the codec's output
+    ("ground-truth-aligned" features, HiFi-GAN §4.4), while its target stays the real audio."""
+
+    def __init__(
+        self, codec_path: str, waves: list[np.ndarray], preset: MelPreset, layers: list[int]
+    ) -> None:
+        from ..codec import load_codec
+
+        codec = load_codec(codec_path, vocoder=None)
+        if codec.preset.to_dict() != preset.to_dict():
+            raise SystemExit(f"{codec_path}: the codec's preset {codec.preset.name!r} is not the vocoder's")
+        bad = [n for n in layers if not 0 <= n <= codec.num_layers]
+        if bad or not layers:
+            raise SystemExit(
+                f"--codec-layers must be in 0..{codec.num_layers} (0 = ground truth), got {layers}"
+            )
+        self.layers = layers
+        self.model_id = codec.model_id
+        self.model_sha256 = codec.model_sha256
+        frontend = MelFrontEnd(preset)
+        self.features: list[list[Tensor]] = []  # [file][choice] -> (n_mels, frames)
+        for w in waves:
+            frames = preset.num_frames(len(w))
+            codes = codec.encode_wave(w) if any(layers) else None
+            with torch.no_grad():
+                per = [
+                    frontend(torch.from_numpy(w)[None])[0]
+                    if n == 0
+                    else codec.decode(codes, n, length=frames)[0]
+                    for n in layers
+                ]
+            self.features.append([f.float() for f in per])
+
+    def batch(self, picks: list[tuple[int, int]], frames: int, hop: int, rng: np.random.Generator) -> Tensor:
+        """``(B, n_mels, frames)`` from the crops' first frame on, one layer count drawn per crop."""
+        choice = rng.integers(0, len(self.layers), size=len(picks))
+        return torch.stack(
+            [
+                self.features[k][c][:, a // hop : a // hop + frames]
+                for (k, a), c in zip(picks, choice, strict=True)
+            ]
+        )
 
 
 def _git_commit() -> str | None:
@@ -107,15 +168,46 @@ def _git_commit() -> str | None:
         return None
 
 
-def evaluate(vocoder: HifiGanVocoder, frontend: MelFrontEnd, waves: list[np.ndarray]) -> float:
-    """Mean log-mel L1 between whole validation files and their resynthesis."""
+def init_from_exported(vocoder: HifiGanVocoder, folder: str | Path) -> dict[str, Any]:
+    """Start ``vocoder`` (training form, weight norm on) from an exported vocoder folder, whose weights
+    are folded (``w = g·v/||v||`` already multiplied out): each weight-normed convolution gets the
+    folded ``w`` through the parametrization's right inverse (``g = ||w||``, ``v = w``), so the
+    generator computes exactly what the exported one does. Returns the folder's training record."""
+    from torch.nn.utils import parametrize
+
+    source = load_vocoder(folder)
+    if (
+        source.generator_config != vocoder.generator_config
+        or source.preset.to_dict() != vocoder.preset.to_dict()
+    ):
+        raise SystemExit(f"{folder}: its generator or preset differs from this run's (--size/--preset)")
+    folded = dict(source.generator.state_dict())
+    with torch.no_grad():
+        for name, module in vocoder.generator.named_modules():
+            if parametrize.is_parametrized(module, "weight"):
+                module.weight = folded.pop(f"{name}.weight")
+        missing, unexpected = vocoder.generator.load_state_dict(folded, strict=False)
+    missing = [k for k in missing if ".parametrizations.weight." not in k]
+    if missing or unexpected:
+        raise SystemExit(f"{folder}: weights do not fit the generator ({(missing + unexpected)[0]})")
+    return dict(source.record)
+
+
+def evaluate(
+    vocoder: HifiGanVocoder,
+    frontend: MelFrontEnd,
+    waves: list[np.ndarray],
+    inputs: list[Tensor] | None = None,
+) -> float:
+    """Mean log-mel L1 between whole validation files and their resynthesis from their features (or from
+    ``inputs``, e.g. a codec's decoded features)."""
     vocoder.eval()
     errs = []
     with torch.no_grad():
-        for w in waves:
+        for i, w in enumerate(waves):
             x = torch.from_numpy(w)[None]
             m = frontend(x)
-            y = vocoder(m)[..., : x.shape[-1]]
+            y = vocoder(m if inputs is None else inputs[i][None])[..., : x.shape[-1]]
             errs.append(F.l1_loss(frontend(y), m).item())
     vocoder.train()
     return float(np.mean(errs))
@@ -152,7 +244,19 @@ def train(args: argparse.Namespace) -> Path:
     frontend = MelFrontEnd(preset).to(device)
     opt_g = torch.optim.AdamW(vocoder.parameters(), lr=args.lr, betas=(0.8, 0.99))
     opt_d = torch.optim.AdamW([*mpd.parameters(), *msd.parameters()], lr=args.lr, betas=(0.8, 0.99))
-    sampler = SegmentSampler(waves, args.segment, args.seed)
+    codec_feats = valid_feats = None
+    if args.codec:
+        if args.segment % preset.hop_length:
+            raise SystemExit(f"--segment {args.segment} must be a multiple of the hop ({preset.hop_length})")
+        waves = [np.pad(w, (0, max(0, args.segment - len(w)))) for w in waves]
+        layers = [int(x) for x in str(args.codec_layers).split(",") if x.strip()]
+        codec_feats = CodecFeatures(args.codec, waves, preset, layers)
+        if valid:  # validation on the codec's output at its most layers
+            valid_feats = [f[-1] for f in CodecFeatures(args.codec, valid, preset, [max(layers)]).features]
+        args.codec_record = {"model_id": codec_feats.model_id, "model_sha256": codec_feats.model_sha256}
+        log.info("inputs: features decoded by %s at layers %s", codec_feats.model_id, layers)
+    sampler = SegmentSampler(waves, args.segment, args.seed, preset.hop_length if codec_feats else 1)
+    frames = args.segment // preset.hop_length + 1  # what the front-end gives for a crop (centred)
     adv_g, adv_d, fm = MSEGLoss(), MSEDLoss(), MelganFeatureLoss()
     step = 0
     resume = find_latest(out) if args.resume else None
@@ -166,7 +270,14 @@ def train(args: argparse.Namespace) -> Path:
         sampler.rng.bit_generator.state = json.loads(ck["sampler_rng"])
         set_rng_state(ck["rng"])
         step = int(ck["step"])
+        if ck["config"].get("init_record"):
+            args.init_record = ck["config"]["init_record"]  # keep the record of what it started from
         log.info("resumed from %s at step %d", resume, step)
+    elif args.init_generator:
+        args.init_record = init_from_exported(vocoder, args.init_generator)
+        log.info(
+            "generator initialised from %s (%s steps)", args.init_generator, args.init_record.get("steps")
+        )
 
     def lr_at(s: int) -> float:
         return args.lr * (args.lr_decay ** (s // 1000))
@@ -199,9 +310,13 @@ def train(args: argparse.Namespace) -> Path:
     while step < args.steps and not stop["flag"]:
         for g in (*opt_g.param_groups, *opt_d.param_groups):
             g["lr"] = lr_at(step)
-        y = sampler.batch(args.batch).to(device)
-        mel = frontend(y)
-        y_hat = vocoder(mel)[..., : y.shape[-1]]
+        picks = sampler.picks(args.batch)
+        y = sampler.crops(picks).to(device)
+        mel = frontend(y)  # the target; also the input unless the codec's features are
+        inputs = (
+            mel if codec_feats is None else codec_feats.batch(picks, frames, preset.hop_length, sampler.rng)
+        )
+        y_hat = vocoder(inputs.to(device))[..., : y.shape[-1]]
         rec: dict[str, Any] = {"step": step + 1}
         gan = step >= args.gan_start
         if gan:
@@ -241,7 +356,7 @@ def train(args: argparse.Namespace) -> Path:
             jsonl.flush()
             log.info("step %d %s", step, " ".join(f"{k} {v:.4g}" for k, v in rec.items() if k != "step"))
         if valid and step % args.val_every == 0:
-            v = evaluate(vocoder, frontend, valid)
+            v = evaluate(vocoder, frontend, valid, valid_feats)
             jsonl.write(json.dumps({"split": "valid", "step": step, "mel_l1": v}) + "\n")
             log.info("step %d valid mel L1 %.4f", step, v)
         if step % args.ckpt_every == 0:
@@ -262,12 +377,13 @@ def trained_vocoder(exp: Path) -> HifiGanVocoder:
     vocoder.generator.load_state_dict(ck["generator"])
     files = read_list(Path(cfg["train"]))
     step, gan_start = int(ck["step"]), int(cfg["gan_start"])
+    before = cfg.get("init_record") or {}
     vocoder.record = {
         "trainer": "sqcodec.vocoder.train",
         "size": cfg["size"],
-        "steps": step,
+        "steps": step + int(before.get("steps", 0)),
         "gan_start": cfg["gan_start"],
-        "gan_steps": max(0, step - gan_start),
+        "gan_steps": max(0, step - gan_start) + int(before.get("gan_steps", 0)),
         "losses": "45 mel L1 + 45 multi-resolution STFT (generator only)"
         if step <= gan_start
         else "HiFi-GAN (mel 45, adv 1, fm 10)",
@@ -278,6 +394,13 @@ def trained_vocoder(exp: Path) -> HifiGanVocoder:
         "train_list": cfg.get("train_list_name") or Path(cfg["train"]).name,
         "commit": _git_commit(),
     }
+    if cfg.get("codec"):
+        vocoder.record["inputs"] = {
+            "codec": cfg.get("codec_record"),
+            "layers": [int(x) for x in str(cfg["codec_layers"]).split(",") if x.strip()],
+        }
+    if before:
+        vocoder.record["initialised_from"] = before  # the exported vocoder this run continued
     return vocoder
 
 
@@ -307,6 +430,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-every", type=int, default=1000)
     ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument(
+        "--init-generator",
+        help="start the generator from an exported vocoder folder (e.g. sqcodec/pretrained/default) "
+        "instead of at random; the discriminators and optimisers start fresh",
+    )
+    ap.add_argument(
+        "--codec",
+        help="fine-tune on this codec's decoded features (a codec folder or checkpoint) instead of the "
+        "ground-truth features; the target stays the real audio",
+    )
+    ap.add_argument(
+        "--codec-layers",
+        default="1,2,4,8",
+        help="with --codec: the layer counts to decode, one drawn per crop (0 = ground-truth features)",
+    )
     ap.add_argument(
         "--export", help="write the latest checkpoint's generator to this vocoder folder and exit"
     )
