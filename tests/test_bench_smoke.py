@@ -133,3 +133,29 @@ def test_bench_image_smoke_writes_valid_json(tmp_path):
         assert all(math.isfinite(r[m]) for m in ("mse", "rmse", "ssim", "perplexity_l1"))
         assert 1 <= r["perplexity_l1"] <= rec["args"]["codebook_size"]
     assert "| Gaussian SQ-VAE (I) |" in out_md.read_text()
+
+
+@pytest.mark.slow
+def test_gpu_session_script_runs_every_bench_and_stays_under_eight_files(tmp_path):
+    """tools/gpu_session.sh run, in its tiny CPU setting: every benchmark exits 0 and writes a JSON record
+    on the asked device, and the folder holds at most the 8 files a device lease can bring back."""
+    env = {**os.environ, "SMOKE": "1", "DEVICE": "cpu", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "gpu"
+    r = subprocess.run(
+        ["bash", str(REPO / "tools" / "gpu_session.sh"), "run", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    log = (out / "session.log").read_text()
+    assert r.returncode == 0, log[-3000:]
+    names = {"quantizer", "train_throughput_fp32", "train_throughput_bf16", "codec_speed"}
+    assert {p.stem for p in out.glob("*.json")} == names
+    for name in names:
+        assert f"== {name}: exit 0" in log
+        record = json.loads((out / f"{name}.json").read_text())
+        assert record["results"] and record["args"]["smoke"] is True and record["args"]["device"] == "cpu"
+    assert len(list(out.iterdir())) <= 8
+    bad = subprocess.run(["bash", str(REPO / "tools" / "gpu_session.sh")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
