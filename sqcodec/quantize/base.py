@@ -80,6 +80,70 @@ class Quantizer(nn.Module):
         return float(sum(math.log2(k) for k in sizes))
 
 
+class ResidualQuantizer(Quantizer):
+    """What RSQ-VAE and RQ-VAE share: L layers of codebooks on successive residuals, any first
+    ``layers`` of them decodable (HQ-VAE eq. 11 / RQ-VAE eq. 3). Subclasses give ``codebook(layer)``
+    and ``forward``; ``layer_dropout`` keeps a random number of layers per training batch."""
+
+    layer_dropout: bool = False
+
+    def codebook(self, layer: int) -> Tensor:
+        """Codewords ``(K_l, D)`` of 0-based layer ``layer``."""
+        raise NotImplementedError
+
+    def _num_kept(self, layers: int | None) -> int:
+        if layers is None:
+            if self.training and self.layer_dropout:
+                return int(torch.randint(1, self.num_layers + 1, ()).item())
+            return self.num_layers
+        layers = int(layers)
+        if not 1 <= layers <= self.num_layers:
+            raise ValueError(f"layers must be in 1..{self.num_layers}, got {layers}")
+        return layers
+
+    @torch.no_grad()
+    def encode(
+        self,
+        z: Tensor,
+        log_var: Tensor | None = None,
+        layers: int | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """Deterministic greedy codes ``(B, L', *S)`` (:func:`greedy_residual_codes`)."""
+        keep = self.num_layers if layers is None else self._num_kept(layers)
+        return greedy_residual_codes(z, [self.codebook(i) for i in range(keep)])
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """``sum_{l <= L'} b_{l, codes_l}`` for codes ``(B, L', *S)`` -> ``(B, D, *S)``."""
+        n = codes.shape[1]
+        if not 1 <= n <= self.num_layers:
+            raise ValueError(f"codes carry {n} layers, this quantizer has {self.num_layers}")
+        return sum(self.codebook(i)[codes[:, i]] for i in range(n)).movedim(-1, 1)
+
+    def _output(
+        self,
+        z: Tensor,
+        quantized: Tensor,
+        codes: list[Tensor],
+        zqs: list[Tensor],
+        keep: int,
+        loss: Tensor,
+        terms: dict[str, Tensor],
+        stats: dict[str, Tensor],
+    ) -> QuantizerOutput:
+        """The :class:`QuantizerOutput` of fp32 rows, back in ``z``'s shape and dtype, ``keep`` layers."""
+        from .gumbel import stats_to_floats
+
+        return QuantizerOutput(
+            quantized=from_rows(quantized, z.shape).to(z.dtype),
+            codes=torch.stack(codes[:keep], 1).reshape(z.shape[0], *z.shape[2:], keep).movedim(-1, 1),
+            loss=loss,
+            terms=terms,
+            stats=stats_to_floats(stats),
+            layers=[from_rows(q, z.shape).to(z.dtype) for q in zqs[:keep]],
+        )
+
+
 def to_rows(z: Tensor) -> Tensor:
     """``(B, D, *S)`` -> ``(B*prod(S), D)`` in batch-major, position-minor order."""
     d = z.shape[1]

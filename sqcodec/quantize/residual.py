@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import Quantizer, QuantizerOutput, from_rows, greedy_residual_codes, row_mask, to_rows
+from .base import QuantizerOutput, ResidualQuantizer, row_mask, to_rows
 from .gumbel import (
     code_distribution,
     entropy_rows,
@@ -41,7 +41,6 @@ from .gumbel import (
     per_sample_sum,
     perplexity,
     sample_codewords,
-    stats_to_floats,
 )
 
 
@@ -54,7 +53,7 @@ def _layer_sizes(codebook_size: int | Sequence[int], num_layers: int) -> list[in
     return sizes
 
 
-class ResidualSQ(Quantizer):
+class ResidualSQ(ResidualQuantizer):
     """RSQ-VAE quantizer (HQ-VAE eq. 14).
 
     Args:
@@ -102,16 +101,6 @@ class ResidualSQ(Quantizer):
     def variances(self) -> Tensor:
         """``s_l^2`` for every layer, shape ``(L,)``."""
         return torch.exp(self.log_param_q.float())
-
-    def _num_kept(self, layers: int | None) -> int:
-        if layers is None:
-            if self.training and self.layer_dropout:
-                return int(torch.randint(1, self.num_layers + 1, ()).item())
-            return self.num_layers
-        layers = int(layers)
-        if not 1 <= layers <= self.num_layers:
-            raise ValueError(f"layers must be in 1..{self.num_layers}, got {layers}")
-        return layers
 
     def _quantize_rows(
         self,
@@ -168,31 +157,6 @@ class ResidualSQ(Quantizer):
             )
             quantized = torch.stack(zqs[:keep]).sum(0)
             loss = continuous - torch.stack(list(entropies.values())).sum()
-        return QuantizerOutput(
-            quantized=from_rows(quantized, z.shape).to(z.dtype),
-            codes=torch.stack(codes[:keep], 1).reshape(b, *z.shape[2:], keep).movedim(-1, 1),
-            loss=loss,
-            terms={"continuous": continuous, **entropies},
-            stats=stats_to_floats(stats),
-            layers=[from_rows(q, z.shape).to(z.dtype) for q in zqs[:keep]],
+        return self._output(
+            z, quantized, codes, zqs, keep, loss, {"continuous": continuous, **entropies}, stats
         )
-
-    @torch.no_grad()
-    def encode(
-        self,
-        z: Tensor,
-        log_var: Tensor | None = None,
-        layers: int | None = None,
-        mask: Tensor | None = None,
-    ) -> Tensor:
-        """Deterministic greedy codes ``(B, L', *S)``: argmax per layer on the hard residuals."""
-        keep = self.num_layers if layers is None else self._num_kept(layers)
-        return greedy_residual_codes(z, [self.codebook(i) for i in range(keep)])
-
-    def decode(self, codes: Tensor) -> Tensor:
-        """``sum_{l <= L'} b_{l, codes_l}`` for codes ``(B, L', *S)`` -> ``(B, D, *S)``."""
-        n = codes.shape[1]
-        if not 1 <= n <= self.num_layers:
-            raise ValueError(f"codes carry {n} layers, this quantizer has {self.num_layers}")
-        out = sum(self.codebook(i)[codes[:, i]] for i in range(n))
-        return out.movedim(-1, 1)

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Quantizer, QuantizerOutput, from_rows, greedy_residual_codes, row_mask, to_rows
-from .gumbel import fp32, per_sample_sum, perplexity, squared_distances, stats_to_floats
+from .base import QuantizerOutput, ResidualQuantizer, row_mask, to_rows
+from .gumbel import fp32, per_sample_sum, perplexity, squared_distances
 from .vq import EMACodebook
 
 
-class ResidualVQ(Quantizer):
+class ResidualVQ(ResidualQuantizer):
     """RQ-VAE quantizer with EMA codebooks and the eq. 15 cumulative commitment.
 
     Args:
@@ -93,16 +93,6 @@ class ResidualVQ(Quantizer):
     def codebook_sizes(self) -> list[int]:
         return [self.book(i).codebook_size for i in range(self.num_layers)]
 
-    def _num_kept(self, layers: int | None) -> int:
-        if layers is None:
-            if self.training and self.layer_dropout:
-                return int(torch.randint(1, self.num_layers + 1, ()).item())
-            return self.num_layers
-        layers = int(layers)
-        if not 1 <= layers <= self.num_layers:
-            raise ValueError(f"layers must be in 1..{self.num_layers}, got {layers}")
-        return layers
-
     def forward(
         self,
         z: Tensor,
@@ -146,30 +136,4 @@ class ResidualVQ(Quantizer):
                         stats[f"resets_l{i + 1}"] = torch.tensor(float(n_reset), device=rows.device)
             quantized = rows + (kept_sum - rows).detach()  # straight-through
             loss = torch.stack(list(terms.values())).sum()
-        return QuantizerOutput(
-            quantized=from_rows(quantized, z.shape).to(z.dtype),
-            codes=torch.stack(codes[:keep], 1).reshape(b, *z.shape[2:], keep).movedim(-1, 1),
-            loss=loss,
-            terms=terms,
-            stats=stats_to_floats(stats),
-            layers=[from_rows(q, z.shape).to(z.dtype) for q in zqs[:keep]],
-        )
-
-    @torch.no_grad()
-    def encode(
-        self,
-        z: Tensor,
-        log_var: Tensor | None = None,
-        layers: int | None = None,
-        mask: Tensor | None = None,
-    ) -> Tensor:
-        """Greedy residual codes ``(B, L', *S)``."""
-        keep = self.num_layers if layers is None else self._num_kept(layers)
-        return greedy_residual_codes(z, [self.codebook(i) for i in range(keep)])
-
-    def decode(self, codes: Tensor) -> Tensor:
-        """``sum_{l <= L'} b_{l, codes_l}`` for codes ``(B, L', *S)``."""
-        n = codes.shape[1]
-        if not 1 <= n <= self.num_layers:
-            raise ValueError(f"codes carry {n} layers, this quantizer has {self.num_layers}")
-        return sum(self.codebook(i)[codes[:, i]] for i in range(n)).movedim(-1, 1)
+        return self._output(z, quantized, codes, zqs, keep, loss, terms, stats)
