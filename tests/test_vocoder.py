@@ -193,6 +193,7 @@ def test_init_generator_continues_an_exported_vocoder(realaudio, tmp_path):
     assert train_main(["--out", str(out), "--export", str(tmp_path / "voc")]) == 0
     record = load_vocoder(tmp_path / "voc").record
     assert record["steps"] == 9 and record["initialised_from"]["steps"] == 7
+    assert record["lr_decay_per_1000_steps"] == 0.999
 
 
 def test_codec_features_line_up_with_the_crops(realaudio, tmp_path):

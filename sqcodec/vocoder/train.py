@@ -390,6 +390,7 @@ def trained_vocoder(exp: Path) -> HifiGanVocoder:
         "batch": cfg["batch"],
         "segment": cfg["segment"],
         "lr": cfg["lr"],
+        "lr_decay_per_1000_steps": cfg.get("lr_decay"),
         "train_files": len(files),
         "train_list": cfg.get("train_list_name") or Path(cfg["train"]).name,
         "commit": _git_commit(),
