@@ -15,11 +15,19 @@ How the shipped model (v3) was made (CPU here, one thread; a GPU run uses the sa
     python tools/export_default.py --codec exp/default_codec --vocoder sqcodec/pretrained/default \\
         --model-id sqcodec-default-rsq8x256-v3 --default-vocoder griffinlim
 
-``--vocoder`` takes an exported vocoder folder (as here: v3 retrained only the codec and kept the
-shipped HiFi-GAN with its record) or a vocoder experiment; the shipped one was trained with::
+``--vocoder`` takes an exported vocoder folder (v3 first kept the shipped HiFi-GAN with its record) or a
+vocoder experiment; the shipped one was trained for 3,449 steps with::
 
     python -m sqcodec.vocoder.train --train speech_train.txt --out exp/vocoder_v3 --size v3 --batch 8 \\
         --gan-start 100000 --lr 4e-4 --lr-decay 1.0
+
+and then on to 16,449 steps from that export (BENCHMARKS.md §3.1 has the commands; ``vocoder.json``
+the history), and packaged with the same codec checkpoint::
+
+    python -m sqcodec.vocoder.train --out exp/voc_cont --export exp/voc_cont/vocoder
+    python tools/export_default.py --codec exp/default_codec --checkpoint exp/default_codec/best.pt \\
+        --vocoder exp/voc_cont/vocoder --model-id sqcodec-default-rsq8x256-v3 --default-vocoder griffinlim \\
+        --history "..." --trained-on "CPU, one thread"
 
 The export also builds the model's entropy tables (``entropy_tables.json``, :mod:`sqcodec.entropy_tables`)
 from the codes of every file of the training list at all layers (never the held-out speakers), and
