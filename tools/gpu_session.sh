@@ -14,9 +14,9 @@ cd "$(dirname "$0")/.."
 
 case "${1:-}" in
 fetch)
+  set -e
   bash ../shared/tools/gpu_wheels.sh .whl
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform any -d .whl encodec
+  python3 -m pip wheel -q --no-deps -w .whl encodec # pure Python, published as an sdist only
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
   du -sh .whl
   exit 0
