@@ -105,9 +105,6 @@ class SegmentSampler:
             out[i, : len(w)] = w
         return torch.from_numpy(out)
 
-    def batch(self, n: int) -> Tensor:
-        return self.crops(self.picks(n))
-
 
 class CodecFeatures:
     """The features a codec decodes from its own codes of each training file, at each of ``layers``
@@ -253,7 +250,10 @@ def train(args: argparse.Namespace) -> Path:
         codec_feats = CodecFeatures(args.codec, waves, preset, layers)
         if valid:  # validation on the codec's output at its most layers
             valid_feats = [f[-1] for f in CodecFeatures(args.codec, valid, preset, [max(layers)]).features]
-        args.codec_record = {"model_id": codec_feats.model_id, "model_sha256": codec_feats.model_sha256}
+        args.codec_inputs = {  # for the exported record
+            "codec": {"model_id": codec_feats.model_id, "model_sha256": codec_feats.model_sha256},
+            "layers": layers,
+        }
         log.info("inputs: features decoded by %s at layers %s", codec_feats.model_id, layers)
     sampler = SegmentSampler(waves, args.segment, args.seed, preset.hop_length if codec_feats else 1)
     frames = args.segment // preset.hop_length + 1  # what the front-end gives for a crop (centred)
@@ -395,11 +395,8 @@ def trained_vocoder(exp: Path) -> HifiGanVocoder:
         "train_list": cfg.get("train_list_name") or Path(cfg["train"]).name,
         "commit": _git_commit(),
     }
-    if cfg.get("codec"):
-        vocoder.record["inputs"] = {
-            "codec": cfg.get("codec_record"),
-            "layers": [int(x) for x in str(cfg["codec_layers"]).split(",") if x.strip()],
-        }
+    if cfg.get("codec_inputs"):
+        vocoder.record["inputs"] = cfg["codec_inputs"]
     if before:
         vocoder.record["initialised_from"] = before  # the exported vocoder this run continued
     return vocoder
