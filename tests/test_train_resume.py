@@ -100,6 +100,31 @@ def test_resume_without_checkpoint_starts_fresh_and_rejects_other_model(tmp_path
     assert [s for s, _ in train_losses(tmp_path / "exp")] == list(range(1, 9))
 
 
+def logged_lrs(exp: Path) -> dict[int, float]:
+    from sqcodec.train.telemetry import read_jsonl
+
+    return {r["step"]: r["lr"] for r in read_jsonl(exp / "train.jsonl") if r["split"] == "train"}
+
+
+def test_resume_with_another_lr_or_schedule_applies_it(tmp_path):
+    """A constant-lr run resumed with a multistep schedule (e.g. to decay a converging run) logs, from the
+    checkpoint on, the lrs of a run that had the new schedule from the start; an lr change alone applies."""
+    data = make_npy_corpus(tmp_path / "d")
+    tr = run(tiny_cfg(data, overrides=["train.steps=4", "optim.lr=1e-3"]), tmp_path / "exp")
+    assert tr.schedule.lr == 1e-3
+    decay = ["train.steps=8", "optim.lr=4e-4", "schedule.name=multistep", "schedule.milestones=[2, 6]"]
+    run(tiny_cfg(data, overrides=decay), tmp_path / "exp", resume=True)
+    ref = tmp_path / "ref"
+    run(tiny_cfg(data, overrides=decay), ref)
+    got, want = logged_lrs(tmp_path / "exp"), logged_lrs(ref)
+    assert [got[s] for s in range(1, 5)] == [1e-3] * 4
+    assert [got[s] for s in range(5, 9)] == pytest.approx([want[s] for s in range(5, 9)])
+    assert want[5] == pytest.approx(2e-4) and want[8] == pytest.approx(1e-4)
+
+    run(tiny_cfg(data, overrides=["train.steps=10", "optim.lr=5e-5"]), tmp_path / "exp", resume=True)
+    assert logged_lrs(tmp_path / "exp")[9] == pytest.approx(5e-5)  # back to constant, at the new lr
+
+
 DRIVER = textwrap.dedent(
     """
     import sys, time

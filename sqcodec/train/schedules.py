@@ -80,6 +80,23 @@ class Schedule:
             sd["milestones"] = {int(k): int(v) for k, v in dict(sd["milestones"]).items()}
         return {"name": self.name, "scheduler": sd}
 
+    def restart_at(self, step: int, lr: float) -> None:
+        """Start this schedule afresh after ``step`` completed steps run under another lr or schedule (a
+        resume that changes ``optim.lr`` or ``schedule``): the lr is ``lr`` with every milestone ``<= step``
+        already applied, later milestones fire as configured, and a plateau schedule has no history."""
+        if self.name == "multistep":
+            drops = sum(n for m, n in self.scheduler.milestones.items() if m <= step)
+            now = lr * float(self.scheduler.gamma) ** drops
+            self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+            self.scheduler.last_epoch = int(step)
+        else:
+            now = lr
+        for g in self.optimizer.param_groups:
+            g["lr"] = now
+            g["initial_lr"] = lr
+        if self.scheduler is not None:
+            self.scheduler._last_lr = [now] * len(self.optimizer.param_groups)
+
     def load_state_dict(self, state: dict) -> None:
         if state.get("name") != self.name:
             raise ValueError(f"checkpoint schedule is '{state.get('name')}', config says '{self.name}'")

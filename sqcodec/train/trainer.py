@@ -10,6 +10,8 @@ skipped (``train.max_nonfinite`` in a row abort the run).
 Exact resume: checkpoints hold the model, optimiser, schedule, GradScaler, step, best validation loss,
 and every rank's RNG states; the data of step ``s`` is a function of (seed, s). A CPU run killed and
 resumed from its last checkpoint therefore logs bit-identical losses to an uninterrupted run.
+A resume whose config changes ``optim.lr`` or ``schedule`` (say, to decay a converging run) restarts
+the schedule at the checkpoint's step with the new lr (:meth:`.Schedule.restart_at`).
 """
 
 from __future__ import annotations
@@ -305,7 +307,22 @@ class Trainer:
 
     def _restore(self, ckpt: dict) -> None:
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.schedule.load_state_dict(ckpt["scheduler"])
+        old = ckpt.get("config") or {}
+        lr = float(self.cfg["optim"]["lr"])
+        old_lr = (old.get("optim") or {}).get("lr")
+        changed = old.get("schedule") not in (None, self.cfg["schedule"]) or (
+            old_lr is not None and float(old_lr) != lr
+        )
+        if changed:  # the user asked for another lr or schedule from here on: honour it
+            self.schedule.restart_at(int(ckpt["step"]), lr)
+            log.warning(
+                "optim.lr / schedule changed on resume: '%s' schedule restarted at step %d, lr now %.3g",
+                self.schedule.name,
+                int(ckpt["step"]),
+                self.schedule.lr,
+            )
+        else:
+            self.schedule.load_state_dict(ckpt["scheduler"])
         if self.scaler.is_enabled() and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
