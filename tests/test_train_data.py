@@ -131,3 +131,36 @@ def test_audio_source_featurised_once_with_disk_cache(tmp_path, realaudio):
     )
     b2 = build_data(cfg["data"], seed=1, batch_size=2, exp_dir=tmp_path / "exp")  # from the cache
     assert torch.equal(b.train.batch(0)["x"], b2.train.batch(0)["x"])
+
+
+def test_speed_perturbation_adds_resampled_training_copies_only(tmp_path, realaudio):
+    """data.speed_perturb [0.9, 1.0, 1.1]: each training utterance also enters at 0.9 and 1.1 (1/f as
+    many frames, formants moved by f), the held-out one does not; an unperturbed run is unchanged."""
+    files = sorted((realaudio / "speech" / "vctk16k").rglob("*.flac"))[:3]
+    base = ["data.preset=codec16k", "data.valid_holdout=1"]
+
+    def data(overrides: list[str], exp: str):
+        cfg = tiny_cfg([str(f) for f in files], overrides=overrides)
+        return build_data(cfg["data"], seed=1, batch_size=2, exp_dir=tmp_path / exp)
+
+    plain = data(base, "a")
+    sp = data([*base, "data.speed_perturb=[0.9, 1.0, 1.1]"], "b")
+    store = sp.train.store
+    uids = [store.utts[i].uid for i in sp.train.index]
+    assert len(uids) == 6 and sorted(u for u in uids if not u.startswith("sp")) == plain.train_uids
+    assert sp.valid.uids == plain.valid.uids  # the held-out utterance is never perturbed
+    by_uid = {u.uid: i for i, u in enumerate(store.utts)}
+    for uid in plain.train_uids:
+        n = store.lengths[by_uid[uid]]
+        for f in (0.9, 1.1):
+            assert abs(store.lengths[by_uid[f"sp{f:g}-{uid}"]] - n / f) <= 2
+
+        # the spectral centroid of the mel frames moves with the speed: higher at 1.1, lower at 0.9
+        def centroid(u: str) -> float:
+            mag = np.exp(store.get(by_uid[u]))
+            return float((mag * np.arange(mag.shape[0])[:, None]).sum() / mag.sum())
+
+        assert centroid(f"sp0.9-{uid}") < centroid(uid) < centroid(f"sp1.1-{uid}")
+    assert (tmp_path / "b" / "train_list.txt").read_text().count("sp1.1-") == 2
+    with pytest.raises(Exception, match="speed_perturb"):
+        tiny_cfg([str(f) for f in files], overrides=[*base, "data.speed_perturb=[3.0]"])

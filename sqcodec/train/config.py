@@ -47,6 +47,10 @@ DEFAULTS: dict[str, Any] = {
         "in_memory": True,
         # Kaldi matrices are (frames, dims): transpose them to (dims, frames)
         "scp_frames_first": True,
+        # speed perturbation of audio training sources (Kaldi/ESPnet's 3-way speed perturbation, e.g.
+        # [0.9, 1.0, 1.1]): every training utterance also enters at each factor != 1, resampled so that it
+        # plays f times faster (tempo and pitch, like ``sox speed f``); validation is never perturbed
+        "speed_perturb": [],
         # speaker ids: null | "parent_dir" | "prefix" (utt id up to the first "_") | "utt2spk" (the Kaldi
         # file beside feats.scp) | a path to an utt2spk-style file ("utt spk" per line)
         "speakers": None,
@@ -253,6 +257,11 @@ def validate(cfg: dict) -> dict:
     need(d["valid_mode"] in ("full", "crop"), "data.valid_mode must be full or crop")
     need(int(d["crop_frames"]) >= 1 and int(d["crop_pad"]) >= 0, "data.crop_frames >= 1, data.crop_pad >= 0")
     need(int(d["valid_multiple"]) >= 1, "data.valid_multiple must be >= 1")
+    sp = d["speed_perturb"] or []
+    need(
+        isinstance(sp, list) and all(isinstance(f, (int, float)) and 0.5 <= f <= 2.0 for f in sp),
+        f"data.speed_perturb must be a list of factors in [0.5, 2], got {sp!r}",
+    )
     if s["name"] == "plateau":
         need(t["val_every"] > 0, "schedule 'plateau' steps on the validation loss: set train.val_every > 0")
     return cfg

@@ -9,6 +9,9 @@ Sources (``data.train`` / ``data.valid``), each resolved to a sorted list of utt
   :func:`sqcodec.audio.features.wave_to_features`, kept in memory or cached as ``.npy`` in the experiment
   directory (``data.cache: disk``; always used under DDP so that only rank 0 featurises).
 
+``data.speed_perturb`` (e.g. ``[0.9, 1.0, 1.1]``, audio sources) adds a resampled copy of every training
+utterance per factor != 1 (:func:`speed_perturbed`), after the validation hold-out.
+
 Determinism: the training data form one infinite stream of positions ``p = 0, 1, 2, ...``; position ``p``
 is utterance ``perm_e[p mod N]`` of epoch ``e = p // N``, where ``perm_e`` is a permutation drawn from a
 generator seeded with ``(seed, e)``, and its crop offset comes from a generator seeded with
@@ -50,6 +53,7 @@ class Utterance:
     ref: str  # scp key / file path
     path: str  # the file holding it (the scp file for "scp")
     speaker: str | None = None
+    speed: float = 1.0  # speed perturbation factor (audio sources; ``data.speed_perturb``)
 
 
 def _expand_paths(spec: str | Path | Sequence[str]) -> list[Path]:
@@ -217,6 +221,32 @@ def build_speaker_map(
 
 
 # ------------------------------------------------------------------------------------------- loading
+def speed_perturbed(path: str, sample_rate: int, factor: float) -> np.ndarray:
+    """The audio of ``path`` at ``sample_rate``, played ``factor`` times faster: resampled from
+    ``factor * sample_rate`` to ``sample_rate`` (soxr), so that it lasts ``1 / factor`` as long and every
+    frequency is scaled by ``factor`` (``sox speed``; Ko et al. 2015, Kaldi's 3-way perturbation)."""
+    import soxr
+
+    from sqcodec.audio.io import RESAMPLE_QUALITY, load_mono
+
+    wave, _ = load_mono(path, sample_rate)
+    out = soxr.resample(wave.astype(np.float64), factor * sample_rate, sample_rate, quality=RESAMPLE_QUALITY)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def with_speed_perturbation(utts: list[Utterance], factors: Sequence[float]) -> list[Utterance]:
+    """One copy of every audio utterance per factor != 1 (uid ``sp<f>-<uid>``, same speaker)."""
+    out = []
+    for f in factors:
+        if float(f) == 1.0:
+            continue
+        for u in utts:
+            if not u.kind.startswith("audio:"):
+                raise DataError(f"{u.path}: data.speed_perturb needs audio sources, not {u.kind} features")
+            out.append(Utterance(f"sp{float(f):g}-{u.uid}", u.kind, u.ref, u.path, u.speaker, float(f)))
+    return out
+
+
 class FeatureStore:
     """Features ``(n_mels, frames)`` float32 of a list of utterances, read lazily or held in memory."""
 
@@ -281,6 +311,8 @@ class FeatureStore:
         if self.cache_dir is not None:
             st = os.stat(u.ref)
             key = f"{Path(u.ref).resolve()}|{st.st_size}|{st.st_mtime_ns}|{preset_name}"
+            if u.speed != 1.0:
+                key += f"|speed{u.speed!r}"
             cache = self.cache_dir / preset_name / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
             if cache.is_file():
                 try:
@@ -292,7 +324,10 @@ class FeatureStore:
         if preset_name not in PRESETS:
             raise DataError(f"unknown mel preset '{preset_name}' (known: {', '.join(sorted(PRESETS))})")
         try:
-            feat = np.asarray(wave_to_features(u.ref, preset_name), dtype=np.float32)
+            source: Any = (
+                u.ref if u.speed == 1.0 else speed_perturbed(u.ref, PRESETS[preset_name].sample_rate, u.speed)
+            )
+            feat = np.asarray(wave_to_features(source, preset_name), dtype=np.float32)
         except Exception as e:
             raise DataError(f"{u.ref}: feature extraction failed ({e})") from e
         if cache is not None and self.may_write_cache:
@@ -610,13 +645,16 @@ def build_data(
         )
 
     if valid_utts:
-        all_utts = train_utts + valid_utts
-        store = make_store(all_utts)
+        base = train_utts + valid_utts
         train_idx = list(range(len(train_utts)))
-        valid_idx = list(range(len(train_utts), len(all_utts)))
+        valid_idx = list(range(len(train_utts), len(base)))
     else:
-        store = make_store(train_utts)
+        base = train_utts
         train_idx, valid_idx = _holdout(train_utts, d["valid_holdout"], seed)
+    # speed-perturbed copies of the training utterances only (after the hold-out: validation stays clean)
+    perturbed = with_speed_perturbation([base[i] for i in train_idx], d.get("speed_perturb") or [])
+    store = make_store(base + perturbed)
+    train_idx += range(len(base), len(base) + len(perturbed))
     if not with_valid:
         valid_idx = []
 
