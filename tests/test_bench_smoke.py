@@ -115,6 +115,21 @@ def test_bench_codec_quality_smoke(realaudio, tmp_path):
         rec["codes_size"]["packed_bytes"] > 0
         and "| sqcodec `--layers 2`" in out.with_suffix(".md").read_text()
     )
+    # --split train --every 50: the 2nd file of every 50 of the training list (how well the model fits)
+    r = subprocess.run(
+        [*cmd, "--split", "train", "--every", "50", "--limit", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = json.loads(out.with_suffix(".json").read_text())
+    from sqcodec.data import speech_list
+
+    train = [str(f.relative_to(realaudio)) for f in speech_list("train", realaudio)]
+    assert rec["split"] == "train" and [row["file"] for row in rec["per_file"]["codec_1"]] == train[:51:50]
+    assert out.with_suffix(".md").read_text().startswith("Training speakers: 2 files")
 
 
 def test_bench_image_smoke_writes_valid_json(tmp_path):

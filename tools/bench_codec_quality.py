@@ -15,6 +15,7 @@ another test set (``../shared/reference/ecosystem_notes.md`` §6).
 
     python tools/bench_codec_quality.py                      # the embedded default model
     python tools/bench_codec_quality.py --model exp/x/best.pt --vocoder exp/voc --out docs/benchmarks/x
+    python tools/bench_codec_quality.py --split train --every 13 --layers 8 --vocoder griffinlim  # fit
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ def main() -> int:
     ap.add_argument("--vocoder", default="auto", help="auto | griffinlim | a vocoder folder")
     ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--limit", type=int, default=0, help="first N held-out files only (0 = all)")
+    ap.add_argument(
+        "--split",
+        choices=("heldout", "train"),
+        default="heldout",
+        help="the test set; 'train' (the training speakers) measures how much better the model fits them",
+    )
+    ap.add_argument("--every", type=int, default=1, help="every N-th file of the split only")
     ap.add_argument("--griffinlim-iters", type=int, default=32)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "codec_quality")
     args = ap.parse_args()
@@ -74,7 +82,7 @@ def main() -> int:
         print("note: no HiFi-GAN vocoder; codec rows use Griffin-Lim", file=sys.stderr)
     sr, preset = codec.sample_rate, codec.preset
     root = realaudio_root()
-    files = speech_list("heldout", root)
+    files = speech_list(args.split, root)[:: max(1, args.every)]
     if args.limit:
         files = files[: args.limit]
     layers = [n for n in args.layers if n <= codec.num_layers]
@@ -144,6 +152,7 @@ def main() -> int:
         "model_sha256": codec.model_sha256,
         "vocoder": type(codec.vocoder).__name__ if codec.vocoder is not None else "griffinlim",
         "vocoder_record": getattr(codec.vocoder, "record", None),
+        "split": args.split,
         "files": len(files),
         "seconds": sizes["seconds"],
         "summary": summary,
@@ -178,7 +187,8 @@ def markdown(r: dict) -> str:
         "griffinlim_gt": "Griffin-Lim on ground-truth mels",
     }
     lines = [
-        f"Held-out speakers: {r['files']} files, {r['seconds'] / 60:.1f} min, model `{r['model']}`.",
+        f"{'Training' if r.get('split') == 'train' else 'Held-out'} speakers: {r['files']} files, "
+        f"{r['seconds'] / 60:.1f} min, model `{r['model']}`.",
         "",
         "| system | bit/s | log-mel RMSE | mel distance | STOI | PESQ-wb |",
         "|---|---|---|---|---|---|",
