@@ -358,6 +358,7 @@ def train(args: argparse.Namespace) -> Path:
         if valid and step % args.val_every == 0:
             v = evaluate(vocoder, frontend, valid, valid_feats)
             jsonl.write(json.dumps({"split": "valid", "step": step, "mel_l1": v}) + "\n")
+            jsonl.flush()
             log.info("step %d valid mel L1 %.4f", step, v)
         if step % args.ckpt_every == 0:
             save()
