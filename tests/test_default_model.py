@@ -145,8 +145,8 @@ def test_export_default_retrains_the_codec_and_keeps_the_shipped_vocoder(realaud
 
 def test_shipped_hifigan_resynthesises_held_out_speech(realaudio):
     """The shipped HiFi-GAN on the ground-truth mels of 4 held-out files: mean log-mel L1 of its output
-    below 0.6 (the 16,449-step generator scores 0.44-0.49 per file; the 3,449-step one it replaced
-    0.90-1.11; an untrained V3 generator 1.4 on the first file). BENCHMARKS.md §3.1."""
+    below 0.6 (the 41,751-step generator scores 0.37-0.43 per file, the 16,449-step one 0.44-0.49, the
+    3,449-step one 0.90-1.11; an untrained V3 generator 1.4 on the first file). BENCHMARKS.md §3.1."""
     from sqcodec.audio.features import MelFrontEnd
     from sqcodec.vocoder import load_vocoder
 

@@ -3,31 +3,41 @@
 ``sqcodec/pretrained/default/`` (safetensors + JSON, no pickle), with its training record and the data
 attributions.
 
-How the shipped model (v3) was made (CPU here, one thread; a GPU run uses the same commands with
+How the shipped model (v4) was made (CPU here, one thread; a GPU run uses the same commands with
 ``device: cuda``; its exact config is in ``TRAINING.json``, ``codec.history`` says how the run went)::
 
     python - <<'EOF'   # the training lists, from sqcodec/data/lists (speaker-disjoint held-out)
     from sqcodec.data import speech_list
     open("speech_train.txt", "w").write("".join(f"{f}\\n" for f in speech_list("train")))
     EOF
-    python -m sqcodec.train --config sqcodec/configs/default_codec.yaml --out exp/default_codec \\
-        --set data.train=speech_train.txt
-    python tools/export_default.py --codec exp/default_codec --vocoder sqcodec/pretrained/default \\
-        --model-id sqcodec-default-rsq8x256-v3 --default-vocoder griffinlim
+    # v3: default_codec.yaml without speed perturbation, 36,000 steps from scratch
+    python -m sqcodec.train --config sqcodec/configs/default_codec.yaml --out exp/codec_v3 \\
+        --set data.train=speech_train.txt data.speed_perturb=[] train.steps=36000
+    # v4: v3 resumed at step 36,000 with speed perturbation and a late lr decay (BENCHMARKS.md §3.2, arm C)
+    mkdir -p exp/codec_v4/checkpoints && cp exp/codec_v3/*.* exp/codec_v4/ \\
+        && cp exp/codec_v3/checkpoints/step_00036000.pt exp/codec_v4/checkpoints/
+    python -m sqcodec.train --config exp/codec_v4/config.yaml --out exp/codec_v4 --resume \\
+        --set train.steps=66000 optim.lr=1e-3 schedule.name=multistep 'schedule.milestones=[56000, 62000]' \\
+        schedule.gamma=0.25 'data.speed_perturb=[0.9, 1.0, 1.1]'
 
-``--vocoder`` takes an exported vocoder folder (v3 first kept the shipped HiFi-GAN with its record) or a
-vocoder experiment; the shipped one was trained for 3,449 steps with::
+The vocoder is trained apart, on ground-truth features (``vocoder.json``'s record chains every run it
+continued: 3,449 steps from scratch, then two continuations with ``--init-generator``; BENCHMARKS.md §3.1
+has the commands)::
 
     python -m sqcodec.vocoder.train --train speech_train.txt --out exp/vocoder_v3 --size v3 --batch 8 \\
         --gan-start 100000 --lr 4e-4 --lr-decay 1.0
+    python -m sqcodec.vocoder.train --out exp/voc_c2 --train speech_train.txt --gan-start 1000000 \\
+        --batch 8 --lr 2e-4 --lr-decay 0.9 --init-generator exp/voc_cont/vocoder     # the last one
+    python -m sqcodec.vocoder.train --out exp/voc_c2 --export exp/voc_c2/vocoder
 
-and then on to 16,449 steps from that export (BENCHMARKS.md §3.1 has the commands; ``vocoder.json``
-the history), and packaged with the same codec checkpoint::
+and both are packaged together::
 
-    python -m sqcodec.vocoder.train --out exp/voc_cont --export exp/voc_cont/vocoder
-    python tools/export_default.py --codec exp/default_codec --checkpoint exp/default_codec/best.pt \\
-        --vocoder exp/voc_cont/vocoder --model-id sqcodec-default-rsq8x256-v3 --default-vocoder griffinlim \\
+    python tools/export_default.py --codec exp/codec_v4 --checkpoint exp/codec_v4/best.pt \\
+        --vocoder exp/voc_c2/vocoder --model-id sqcodec-default-rsq8x256-v4 --default-vocoder griffinlim \\
         --history "..." --trained-on "CPU, one thread"
+
+``--vocoder`` takes an exported vocoder folder (the shipped one, to retrain only the codec) or a vocoder
+experiment.
 
 The export also builds the model's entropy tables (``entropy_tables.json``, :mod:`sqcodec.entropy_tables`)
 from the codes of every file of the training list at all layers (never the held-out speakers), and
