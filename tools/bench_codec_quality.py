@@ -64,7 +64,7 @@ def main() -> int:
     ap.add_argument("--model", default=None, help="codec (default: the embedded default)")
     ap.add_argument("--vocoder", default="auto", help="auto | griffinlim | a vocoder folder")
     ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 4, 8])
-    ap.add_argument("--limit", type=int, default=0, help="first N held-out files only (0 = all)")
+    ap.add_argument("--limit", type=int, default=0, help="first N files of the split only (0 = all)")
     ap.add_argument(
         "--split",
         choices=("heldout", "train"),

@@ -167,7 +167,7 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.T), sr
 
 
-def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+def resample(wave: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
     """soxr high-quality resampling of ``(samples,)`` or ``(channels, samples)``; float32 out."""
     wave = np.asarray(wave)
     if orig_sr == target_sr:

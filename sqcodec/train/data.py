@@ -225,13 +225,9 @@ def speed_perturbed(path: str, sample_rate: int, factor: float) -> np.ndarray:
     """The audio of ``path`` at ``sample_rate``, played ``factor`` times faster: resampled from
     ``factor * sample_rate`` to ``sample_rate`` (soxr), so that it lasts ``1 / factor`` as long and every
     frequency is scaled by ``factor`` (``sox speed``; Ko et al. 2015, Kaldi's 3-way perturbation)."""
-    import soxr
+    from sqcodec.audio.io import load_mono, resample
 
-    from sqcodec.audio.io import RESAMPLE_QUALITY, load_mono
-
-    wave, _ = load_mono(path, sample_rate)
-    out = soxr.resample(wave.astype(np.float64), factor * sample_rate, sample_rate, quality=RESAMPLE_QUALITY)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return resample(load_mono(path, sample_rate)[0], factor * sample_rate, sample_rate)
 
 
 def with_speed_perturbation(utts: list[Utterance], factors: Sequence[float]) -> list[Utterance]:
