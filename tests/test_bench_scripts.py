@@ -164,5 +164,9 @@ def test_bench_sq_vs_vq_smoke(realaudio, tmp_path):
     for run in rec["runs"].values():
         assert _positive(run["mse_db2"]) and run["files"] == 6
         assert 1.0 <= run["perplexity"] <= 512.0
+        assert 1 <= run["lowest_validation"]["step"] <= 4 and _positive(run["lowest_validation"]["mse_db2"])
+    # the training-mode (sampled) score exists for the stochastic quantizer only
+    assert _positive(rec["runs"]["sq_IV_s1"]["mse_db2_training_mode"])
+    assert rec["runs"]["vq_1e-1_s1"]["mse_db2_training_mode"] is None
     assert rec["paper_zerospeech_mse_db2"]["sq_IV"] == 32.32
     assert [row.split(" | ")[0] for row in rec["table"][2:]] == ["| sq_IV", "| vq_1e-1"]

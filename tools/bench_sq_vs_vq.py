@@ -110,7 +110,11 @@ def evaluate(exp: Path, files: list[Path], steps: int) -> dict:
 
     model, cfg = load_model(exp / "checkpoints" / f"step_{steps:08d}.pt")
     pad = int(cfg["data"]["crop_pad"])
-    sse, count, hist = 0.0, 0, np.zeros(512)
+    stochastic = cfg["model"]["quantizer"]["type"] != "vq"
+    tau = model.set_step(steps) if stochastic else None
+    sse, sse_soft, count, hist = 0.0, 0.0, 0, np.zeros(512)
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(0)
     for f in files:
         x = torch.from_numpy(wave_to_features(f, cfg["data"]["preset"])).float()[None]
         keep = pad + ((x.shape[-1] - pad) // 2) * 2
@@ -120,12 +124,30 @@ def evaluate(exp: Path, files: list[Path], steps: int) -> dict:
         sse += float(((y - target) ** 2).sum())
         count += target.numel()
         hist += np.bincount(model.encode(x).flatten().numpy(), minlength=512)
+        if stochastic:  # the training-mode quantizer (Gumbel-softmax samples at the final tau)
+            model.quantizer.train()
+            out = model({"x": x})
+            model.quantizer.eval()
+            sse_soft += float(((out.reconstruction - out.target) ** 2).sum())
+    torch.set_rng_state(gen_state)
     p = hist[hist > 0] / hist.sum()
     return {
         "mse_db2": DB2 * sse / count,
+        "mse_db2_training_mode": DB2 * sse_soft / count if stochastic else None,
+        "tau": tau,
         "perplexity": float(np.exp(-(p * np.log(p)).sum())),
         "files": len(files),
     }
+
+
+def lowest_validation(valid: list[dict]) -> dict:
+    """Where the held-out validation MSE was lowest during training (an overfitting diagnostic only:
+    the validation set is the test set here, so this is not a score)."""
+    pts = [(r["step"], r["stats"].get("mse", r.get("loss"))) for r in valid]
+    if not pts:
+        return {}
+    step, mse = min(pts, key=lambda p: p[1])
+    return {"step": step, "mse_db2": DB2 * mse, "final_mse_db2": DB2 * pts[-1][1]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -177,10 +199,11 @@ def main(argv: list[str] | None = None) -> dict:
         _, valid = telemetry(exp)
         res["runs"][f"{n}_s{s}"] = {"system": n, "seed": s, **evaluate(exp, files, args.steps)}
         res["runs"][f"{n}_s{s}"]["convergence"] = convergence(valid, args.steps)
+        res["runs"][f"{n}_s{s}"]["lowest_validation"] = lowest_validation(valid)
     rows = [
-        "| system | seeds | held-out MSE (dB²), mean ± std | perplexity (of 512) | flat last tenth | "
-        "paper (ZeroSpeech) |",
-        "|---|---|---|---|---|---|",
+        "| system | seeds | held-out MSE (dB²), mean ± std | training-mode MSE (dB²) | perplexity (of 512) | "
+        "flat last tenth | lowest validation MSE (dB²) at step | paper (ZeroSpeech) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n in names:
         runs = [r for r in res["runs"].values() if r["system"] == n]
@@ -190,8 +213,12 @@ def main(argv: list[str] | None = None) -> dict:
         std = m.std(ddof=1) if len(m) > 1 else 0.0
         flat = sum(bool(r["convergence"].get("flat")) for r in runs)
         ppl = np.mean([r["perplexity"] for r in runs])
+        soft = [r["mse_db2_training_mode"] for r in runs if r.get("mse_db2_training_mode") is not None]
+        low = [r["lowest_validation"] for r in runs if r.get("lowest_validation")]
+        low_txt = ", ".join(f"{v['mse_db2']:.1f} at {v['step']:,}" for v in low) or "-"
         rows.append(
-            f"| {n} | {len(runs)} | {m.mean():.2f} ± {std:.2f} | {ppl:.1f} | {flat}/{len(runs)} | "
+            f"| {n} | {len(runs)} | {m.mean():.2f} ± {std:.2f} | "
+            f"{f'{np.mean(soft):.2f}' if soft else '-'} | {ppl:.1f} | {flat}/{len(runs)} | {low_txt} | "
             f"{PAPER_ZEROSPEECH[n]:.2f} |"
         )
     res["table"] = rows
