@@ -131,9 +131,14 @@ def telemetry(exp: Path) -> tuple[list[dict], list[dict]]:
     return train, valid
 
 
+def validation_curve(valid: list[dict]) -> list[tuple[int, float]]:
+    """``(step, held-out MSE)`` of each validation record (its loss where no MSE was logged)."""
+    return [(r["step"], r["stats"].get("mse", r.get("loss"))) for r in valid]
+
+
 def convergence(valid: list[dict], steps: int) -> dict:
     """Held-out MSE at 90 % and at the end of training; 'flat' when it moved by less than 2 %."""
-    pts = [(r["step"], r["stats"].get("mse", r.get("loss"))) for r in valid]
+    pts = validation_curve(valid)
     if len(pts) < 2:
         return {"flat": None}
     end = pts[-1]

@@ -30,7 +30,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rsq_vs_rq import convergence, telemetry  # noqa: E402
+from bench_rsq_vs_rq import convergence, telemetry, validation_curve  # noqa: E402
 
 CONF = ROOT / "egs" / "zerospeech2019" / "conf" / "sqvae_gaussian_iv.yaml"
 DB2 = 80.0**2  # the zerospeech features are dB / 80 + 1
@@ -143,7 +143,7 @@ def evaluate(exp: Path, files: list[Path], steps: int) -> dict:
 def lowest_validation(valid: list[dict]) -> dict:
     """Where the held-out validation MSE was lowest during training (an overfitting diagnostic only:
     the validation set is the test set here, so this is not a score)."""
-    pts = [(r["step"], r["stats"].get("mse", r.get("loss"))) for r in valid]
+    pts = validation_curve(valid)
     if not pts:
         return {}
     step, mse = min(pts, key=lambda p: p[1])
